@@ -1,0 +1,180 @@
+//! The command line, flag for flag as runc's, so engines can call us unchanged.
+
+use berth_runtime::state::OciState;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth-runtime",
+    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0"),
+    about = "berth's OCI runtime: runs a container from a bundle directory, with runc's command line",
+    long_about = "berth-runtime creates and runs containers from OCI bundles (a directory with config.json \
+and a root filesystem). Its commands and flags are runc's, so containerd, dockerd (--add-runtime) and \
+podman (--runtime) can use it in place of runc."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct GlobalArgs {
+    /// Directory for container state (one subdirectory per container).
+    #[arg(long, global = true, default_value = "/run/berth-runtime")]
+    pub root: PathBuf,
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log line format: `text`, or `json` (one object per line with level, msg, time, as runc).
+    #[arg(long, global = true, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log debug messages too.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Accepted for compatibility; the systemd cgroup driver is not supported yet.
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for compatibility with runc (rootless mode is decided by the config).
+    #[arg(
+        long = "rootless",
+        id = "global_rootless",
+        value_name = "true|false|auto"
+    )]
+    pub rootless: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// The bundle directory (holds config.json).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the container init's pid to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// A unix socket that receives the pty master (SCM_RIGHTS) when process.terminal is true.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Use MS_MOVE and chroot instead of pivot_root (for roots on ramfs).
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not give the container a session keyring of its own.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass this many extra descriptors (from fd 3 on) to the container.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a starting config.json into the bundle.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// A config for running without root: a user namespace, no network namespace.
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Create a container: set everything up and park its init until `start`.
+    Create {
+        id: String,
+        #[command(flatten)]
+        args: CreateArgs,
+    },
+    /// Run the program of a created container.
+    Start { id: String },
+    /// Create and start a container; wait for it and exit with its status unless detached.
+    Run {
+        id: String,
+        #[command(flatten)]
+        args: CreateArgs,
+        /// Return once the container is started.
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits (default: delete it).
+        #[arg(long)]
+        keep: bool,
+        /// Accepted for compatibility with runc.
+        #[arg(long)]
+        no_subreaper: bool,
+    },
+    /// Print the container's state as JSON.
+    State { id: String },
+    /// Send a signal (default TERM) to the container's init, or to all its processes.
+    Kill {
+        id: String,
+        #[arg(default_value = "TERM")]
+        signal: String,
+        /// Signal every process in the container's cgroup.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a stopped container (with --force, kill it first).
+    Delete {
+        id: String,
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(short, long, default_value = "table")]
+        format: ListFormat,
+    },
+}
+
+/// runc's table: tabwriter with minimum width 12 and padding 3.
+pub fn list_table(list: &[OciState]) -> String {
+    let mut rows: Vec<Vec<String>> = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()];
+    for c in list {
+        rows.push(vec![
+            c.id.clone(),
+            c.pid.to_string(),
+            c.status.to_string(),
+            c.bundle.display().to_string(),
+            c.created.clone(),
+            c.owner.clone(),
+        ]);
+    }
+    let cols = rows[0].len();
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(12)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == cols {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,101 @@
+//! The starting config.json that `spec` writes: runc's default, so that tutorials written
+//! for `runc spec` work unchanged.
+
+use serde_json::{json, Value};
+
+pub const OCI_VERSION: &str = "1.2.0";
+
+pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
+    let mut spec = json!({
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "berth",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi"
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            ]
+        }
+    });
+    if rootless {
+        // A user namespace mapping the caller to root, no network namespace (no privileges
+        // to set one up), /sys bound from the host, and no cgroup limits.
+        let linux = &mut spec["linux"];
+        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        linux["namespaces"] = json!([
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}
+        ]);
+        linux.as_object_mut().map(|l| l.remove("resources"));
+        let mounts = spec["mounts"].as_array_mut().expect("mounts is an array");
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        for m in mounts.iter_mut() {
+            if m["destination"] == "/sys" {
+                *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
+                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+            if m["destination"] == "/dev/pts" {
+                m["options"] = json!([
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620"
+                ]);
+            }
+        }
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_and_rootless_parse_as_specs() {
+        for rootless in [false, true] {
+            let v = default_spec(rootless, 1000, 1000);
+            let spec: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
+            crate::config::validate(&spec).unwrap();
+        }
+    }
+}
