@@ -1,0 +1,103 @@
+#!/bin/bash
+# Time `run` of a busybox /bin/true bundle with berth-runtime against runc, and compare
+# their peak RSS. Builds nothing: `make bench-runtime` builds the release binary first.
+#
+# Environment (all optional):
+#   BERTH_RUNTIME   runtime under test (default target/release/berth-runtime)
+#   RUNC            reference runtime (default runc)
+#   BENCH_RUNS      hyperfine runs per command (default 100)
+#   BENCH_RSS_RUNS  runs under /usr/bin/time for peak RSS (default 20)
+# The hyperfine JSON is kept at target/bench/runtime-hyperfine.json.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+berth=${BERTH_RUNTIME:-target/release/berth-runtime}
+runc=${RUNC:-runc}
+runs=${BENCH_RUNS:-100}
+rss_runs=${BENCH_RSS_RUNS:-20}
+
+die() {
+	echo "bench-runtime: $*" >&2
+	exit 1
+}
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+[ -x "$berth" ] || die "$berth not found; run 'make build' first"
+for tool in "$runc" hyperfine jq /usr/bin/time; do
+	command -v "$tool" >/dev/null || die "$tool not found; run scripts/install-deps.sh"
+done
+
+tmp=$(mktemp -d /tmp/berth-bench.XXXXXX)
+bundle=$tmp/bundle
+berth_id=bench-berth-$$
+runc_id=bench-runc-$$
+
+cleanup() {
+	"$berth" --root "$tmp/berth-root" delete --force "$berth_id" >/dev/null 2>&1 || true
+	"$runc" --root "$tmp/runc-root" delete --force "$runc_id" >/dev/null 2>&1 || true
+	# Without linux.cgroupsPath both runtimes name the cgroup after the container id;
+	# remove any that a failed run left behind (children first).
+	find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -depth -type d \
+		\( -name "$berth_id" -o -name "$runc_id" \) -exec rmdir {} \; 2>/dev/null || true
+	rm -rf -- "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+scripts/make-busybox-bundle.sh "$bundle" /bin/true
+
+berth_cmd="$berth --root $tmp/berth-root run --bundle $bundle $berth_id"
+runc_cmd="$runc --root $tmp/runc-root run --bundle $bundle $runc_id"
+
+# One plain run each: a runtime that cannot run the bundle (or leaves it behind, which
+# would make every timed run after the first fail) is an error, not a benchmark.
+check_once() {
+	local name=$1 root=$2 id=$3 cmd=$4 rt=$5 status=0
+	# shellcheck disable=SC2086 # split like hyperfine -N splits it
+	$cmd </dev/null >"$tmp/$name.out" 2>&1 || status=$?
+	if [ "$status" -ne 0 ]; then
+		cat "$tmp/$name.out" >&2
+		die "$name failed to run the bundle (exit $status): $cmd"
+	fi
+	if "$rt" --root "$root" state "$id" >/dev/null 2>&1; then
+		die "$name left container $id behind after run"
+	fi
+}
+check_once berth-runtime "$tmp/berth-root" "$berth_id" "$berth_cmd" "$berth"
+check_once runc "$tmp/runc-root" "$runc_id" "$runc_cmd" "$runc"
+
+mkdir -p target/bench
+json=target/bench/runtime-hyperfine.json
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$json" \
+	--command-name berth-runtime "$berth_cmd" \
+	--command-name runc "$runc_cmd"
+
+median_ms() {
+	jq -r --arg name "$1" '.results[] | select(.command == $name) | .median * 1000' "$json"
+}
+berth_ms=$(median_ms berth-runtime)
+runc_ms=$(median_ms runc)
+
+# Peak RSS in KiB: GNU time reports the child's ru_maxrss (the largest of it and the
+# children it waited for); take the max over several runs.
+peak_rss_kib() {
+	local cmd=$1 max=0 kib i
+	for ((i = 0; i < rss_runs; i++)); do
+		# shellcheck disable=SC2086 # split like hyperfine -N splits it
+		/usr/bin/time -f %M -o "$tmp/rss" $cmd </dev/null >/dev/null 2>&1 ||
+			die "run failed while measuring RSS: $cmd"
+		kib=$(tail -n1 "$tmp/rss")
+		[ "$kib" -gt "$max" ] && max=$kib
+	done
+	echo "$max"
+}
+berth_kib=$(peak_rss_kib "$berth_cmd")
+runc_kib=$(peak_rss_kib "$runc_cmd")
+
+echo
+awk -v bm="$berth_ms" -v rm="$runc_ms" -v bk="$berth_kib" -v rk="$runc_kib" -v n="$runs" -v rn="$rss_runs" 'BEGIN {
+	printf "%-16s %14s %16s\n", "runtime", "median run ms", "peak RSS KiB"
+	printf "%-16s %14.2f %16d\n", "berth-runtime", bm, bk
+	printf "%-16s %14.2f %16d\n", "runc", rm, rk
+	printf "%-16s %14.2f %16.2f\n", "berth/runc", bm / rm, bk / rk
+	printf "(median of %d runs of /bin/true; RSS max over %d runs)\n", n, rn
+}'

@@ -1,0 +1,49 @@
+#!/bin/bash
+# Install what berth's build, demo, tests and benchmarks need on Debian 12.
+# Idempotent: touches apt only when a package is missing. Run as root.
+set -euo pipefail
+
+packages=(
+	busybox-static runc hyperfine iptables nftables jq
+	iproute2 procps util-linux time
+	# A linker for rustc; present wherever Rust already builds.
+	gcc libc6-dev
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: must run as root (apt-get install)" >&2
+	exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	# dpkg -s also succeeds for removed-but-not-purged packages, so check the status line.
+	# No grep -q: an early exit would SIGPIPE dpkg and fail the pipeline under pipefail.
+	if ! dpkg -s "$p" 2>/dev/null | grep '^Status: install ok installed$' >/dev/null; then
+		missing+=("$p")
+	fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "install-deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y --no-install-recommends "${missing[@]}"
+else
+	echo "install-deps: apt packages present"
+fi
+
+# Cargo lives in ~/.cargo/bin under rustup; root shells often lack it in PATH.
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null 2>&1; then
+	echo "install-deps: cargo not found; install Rust >= 1.80 with rustup (https://rustup.rs)" >&2
+	exit 1
+fi
+
+components=()
+cargo fmt --version >/dev/null 2>&1 || components+=(rustfmt)
+cargo clippy --version >/dev/null 2>&1 || components+=(clippy)
+if [ "${#components[@]}" -gt 0 ]; then
+	echo "install-deps: adding rust components ${components[*]}"
+	rustup component add "${components[@]}"
+fi
