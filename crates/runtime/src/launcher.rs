@@ -103,6 +103,24 @@ impl Rollback {
 /// Creates the container. On success the init is parked and the state is saved; the caller
 /// (`run`) may wait for the returned pid, which is our child.
 pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Container> {
+    create_inner(root, opts, None)
+}
+
+/// `create` with the terminal's receiving socket already connected (foreground `run` proxies
+/// the pty itself instead of handing it to a `--console-socket` listener).
+pub fn create_with_console(
+    root: &StateRoot,
+    opts: &CreateOptions,
+    console: OwnedFd,
+) -> Result<Container> {
+    create_inner(root, opts, Some(console))
+}
+
+fn create_inner(
+    root: &StateRoot,
+    opts: &CreateOptions,
+    console: Option<OwnedFd>,
+) -> Result<Container> {
     crate::id::validate(&opts.id)?;
     let bundle = Bundle::load(&opts.bundle)?;
     let spec = &bundle.spec;
@@ -110,9 +128,22 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Container> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::InvalidState("process missing".into()))?;
-    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+    let console = match (console, &opts.console_socket) {
+        (Some(fd), _) => Some(fd),
+        (None, Some(p)) => {
+            Some(connect_unix(p).with_context(|| format!("--console-socket {}", p.display()))?)
+        }
+        (None, None) => None,
+    };
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && console.is_none() {
         return Err(Error::InvalidState(
             "process.terminal is true: --console-socket is required to receive the terminal".into(),
+        ));
+    }
+    if !terminal && console.is_some() {
+        return Err(Error::InvalidState(
+            "--console-socket given but process.terminal is false".into(),
         ));
     }
     warn_missing_lsm(process);
@@ -143,12 +174,6 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Container> {
                 );
             }
             Some(plan)
-        }
-        None => None,
-    };
-    let console = match &opts.console_socket {
-        Some(p) => {
-            Some(connect_unix(p).with_context(|| format!("--console-socket {}", p.display()))?)
         }
         None => None,
     };
