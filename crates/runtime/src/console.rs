@@ -47,8 +47,7 @@ pub fn send_fd(socket: RawFd, fd: &OwnedFd, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Makes the slave the caller's stdio and controlling terminal, and binds it over
-/// /dev/console.
+/// Makes the slave the caller's stdio and controlling terminal.
 pub fn attach_slave(slave_path: &str) -> Result<()> {
     let slave = nix::fcntl::open(slave_path, OFlag::O_RDWR, nix::sys::stat::Mode::empty())
         .with_context(|| format!("opening {slave_path}"))?;
@@ -63,6 +62,11 @@ pub fn attach_slave(slave_path: &str) -> Result<()> {
         return Err(std::io::Error::last_os_error())
             .context("making the pty the controlling terminal");
     }
+    Ok(())
+}
+
+/// Binds the container init's pty over /dev/console, as the spec asks when terminal is set.
+pub fn bind_console(slave_path: &str) -> Result<()> {
     match std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

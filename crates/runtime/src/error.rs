@@ -29,7 +29,7 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
-    #[error("container init: {0}")]
+    #[error("unable to start container process: {0}")]
     Init(String),
     #[error("hook {path}: {cause}")]
     Hook { path: String, cause: String },

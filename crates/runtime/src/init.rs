@@ -11,6 +11,7 @@ use crate::hooks;
 use crate::namespaces::{self, NamespacePlan};
 use crate::process_setup;
 use crate::rootfs::{self, RootfsContext};
+use crate::seccomp;
 use crate::state::{OciState, Status};
 use crate::sync_channel::{FromInit, InitEnd, ToInit};
 use nix::sys::socket::{accept4, SockFlag};
@@ -32,6 +33,7 @@ pub struct InitContext<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub caps: Option<CapabilityPlan>,
+    pub seccomp: Option<seccomp::Filter>,
     pub hook_state: OciState,
 }
 
@@ -157,6 +159,7 @@ fn run(ctx: &InitContext, start_conn: &mut Option<OwnedFd>) -> Result<std::conve
         console::send_fd(sock.as_raw_fd(), &master, &slave)?;
         drop(master);
         console::attach_slave(&slave)?;
+        console::bind_console(&slave)?;
     }
     rootfs::finalize(spec)?;
 
@@ -183,6 +186,10 @@ fn run(ctx: &InitContext, start_conn: &mut Option<OwnedFd>) -> Result<std::conve
     }
     if process.no_new_privileges().unwrap_or(false) {
         process_setup::set_no_new_privs()?;
+    }
+    // Last, so the filter does not have to allow the setup's own syscalls.
+    if let Some(filter) = &ctx.seccomp {
+        seccomp::load(filter)?;
     }
     process_setup::reset_signals();
     process_setup::cloexec_from(3 + ctx.preserve_fds);

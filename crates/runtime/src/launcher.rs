@@ -12,6 +12,7 @@ use crate::error::{Context, Error, Result};
 use crate::hooks;
 use crate::init::{self, InitContext};
 use crate::namespaces::{self, NamespacePlan};
+use crate::seccomp;
 use crate::state::{self, Container, OciState, Record, StateRoot, Status};
 use crate::sync_channel::{self, FromInit, ToInit};
 use nix::sys::signal::{kill, Signal};
@@ -34,6 +35,12 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
 }
 
+/// What the process is allowed, prepared before anything is created.
+struct Security {
+    caps: Option<CapabilityPlan>,
+    seccomp: Option<seccomp::Filter>,
+}
+
 /// clone3's argument block (linux/sched.h, version 2 with `cgroup`).
 #[repr(C)]
 #[derive(Default)]
@@ -54,7 +61,7 @@ struct CloneArgs {
 /// fork-like clone3: the child continues here with a copy of our memory. Raw syscall because
 /// neither libc nor nix wraps clone3, and only clone3 takes namespace flags without a
 /// separate stack.
-fn clone3(flags: u64) -> Result<Option<Pid>> {
+pub(crate) fn clone3(flags: u64) -> Result<Option<Pid>> {
     let args = CloneArgs {
         flags,
         exit_signal: libc::SIGCHLD as u64,
@@ -178,6 +185,12 @@ fn create_inner(
         None => None,
     };
 
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(seccomp::compile(profile)?),
+        None => None,
+    };
+    let security = Security { caps, seccomp };
+
     let state_dir = root.claim(&opts.id)?;
     let mut rollback = Rollback {
         state_dir: Some(state_dir.clone()),
@@ -190,7 +203,7 @@ fn create_inner(
         &ns,
         &cg_plan,
         hierarchy.layout,
-        caps,
+        security,
         console,
         &state_dir,
         &mut rollback,
@@ -210,7 +223,7 @@ fn create_claimed(
     ns: &NamespacePlan,
     cg_plan: &PlacementPlan,
     layout: cgroups::Layout,
-    caps: Option<CapabilityPlan>,
+    security: Security,
     console: Option<OwnedFd>,
     state_dir: &Path,
     rollback: &mut Rollback,
@@ -218,6 +231,9 @@ fn create_claimed(
     let spec = &bundle.spec;
     let placement = cg_plan.apply()?;
     rollback.placement = Some(placement.clone());
+    if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        cgroups::resources::apply(&placement, res)?;
+    }
     let listener = start_listener(state_dir)?;
     let (runtime_end, init_end) = sync_channel::pair()?;
 
@@ -264,7 +280,8 @@ fn create_claimed(
         None => None,
     };
     let cloned = clone3(ns.clone_flags);
-    if let Some(own) = saved_pidns {
+    // Only the parent goes back; the child lives in the namespace it was born into.
+    if let (Ok(Some(_)), Some(own)) = (&cloned, saved_pidns) {
         nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID)
             .context("returning to our pid namespace")?;
     }
@@ -281,7 +298,8 @@ fn create_claimed(
             no_pivot: opts.no_pivot,
             no_new_keyring: opts.no_new_keyring,
             preserve_fds: opts.preserve_fds,
-            caps,
+            caps: security.caps,
+            seccomp: security.seccomp,
             hook_state: hook_state(0, Status::Creating),
         }),
         Some(pid) => pid,
@@ -326,6 +344,7 @@ fn create_claimed(
         dir: state_dir.to_path_buf(),
         record,
     };
+    container.save_spec(spec)?;
     container.save()?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, child.as_raw())?;
@@ -386,7 +405,7 @@ pub fn signal_start(container: &Container) -> Result<()> {
     Ok(())
 }
 
-fn connect_unix(path: &Path) -> Result<OwnedFd> {
+pub(crate) fn connect_unix(path: &Path) -> Result<OwnedFd> {
     let fd = socket(
         AddressFamily::Unix,
         SockType::Stream,
@@ -400,7 +419,7 @@ fn connect_unix(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Written via a temp file and rename, as runc does, so a reader never sees an empty file.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = if path.is_absolute() {
         path.to_path_buf()
     } else {

@@ -174,3 +174,70 @@ pub fn destroy(c: &Container) -> Result<()> {
         source: e,
     })
 }
+
+/// Freezes the container (v1 freezer.state, v2 cgroup.freeze) and waits until it is frozen.
+pub fn pause(root: &StateRoot, id: &str) -> Result<()> {
+    let c = root.load(id)?;
+    match c.status() {
+        Status::Running => {}
+        s => return Err(Error::InvalidState(format!("cannot pause a {s} container"))),
+    }
+    set_frozen(&c, true)
+}
+
+pub fn resume(root: &StateRoot, id: &str) -> Result<()> {
+    let c = root.load(id)?;
+    match c.status() {
+        Status::Paused => {}
+        s => {
+            return Err(Error::InvalidState(format!(
+                "cannot resume a {s} container: it is not paused"
+            )))
+        }
+    }
+    set_frozen(&c, false)
+}
+
+fn set_frozen(c: &Container, frozen: bool) -> Result<()> {
+    let file = c.record.freezer.as_ref().ok_or_else(|| {
+        Error::Cgroup("this host has no freezer for the container's cgroup".into())
+    })?;
+    let v2 = file.ends_with("cgroup.freeze");
+    let value = match (v2, frozen) {
+        (true, true) => "1",
+        (true, false) => "0",
+        (false, true) => "FROZEN",
+        (false, false) => "THAWED",
+    };
+    std::fs::write(file, value)
+        .map_err(|e| Error::Cgroup(format!("writing {value} to {}: {e}", file.display())))?;
+    // v1 passes through FREEZING; v2 reports completion in cgroup.events ("frozen 1").
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let done = if v2 {
+            let events =
+                std::fs::read_to_string(file.with_file_name("cgroup.events")).unwrap_or_default();
+            events
+                .lines()
+                .any(|l| l == if frozen { "frozen 1" } else { "frozen 0" })
+        } else {
+            std::fs::read_to_string(file).unwrap_or_default().trim() == value
+        };
+        if done {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Cgroup(format!(
+                "{} did not reach {value}",
+                file.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Pids of every process in the container's cgroup.
+pub fn pids(root: &StateRoot, id: &str) -> Result<Vec<i32>> {
+    let c = root.load(id)?;
+    Ok(cgroups::placement::pids(&leaves(&c)))
+}

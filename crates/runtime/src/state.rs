@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub const STATE_FILE: &str = "state.json";
 /// The init blocks on this socket until `start` connects.
 pub const START_SOCKET: &str = "start.sock";
+/// The config the container was created from: `exec` and `update` need it after the
+/// bundle may be gone.
+pub const SPEC_FILE: &str = "config.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -159,6 +162,23 @@ impl Container {
     /// Writes state.json atomically (temp file + rename), so a reader never sees half.
     pub fn save(&self) -> Result<()> {
         save_record(&self.dir, &self.record)
+    }
+
+    pub fn save_spec(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
+        let data = serde_json::to_vec(spec).map_err(|e| Error::InvalidState(e.to_string()))?;
+        fs::write(self.dir.join(SPEC_FILE), data)
+            .with_context(|| format!("saving the config of {}", self.record.id))
+    }
+
+    pub fn load_spec(&self) -> Result<oci_spec::runtime::Spec> {
+        let data = fs::read(self.dir.join(SPEC_FILE))
+            .with_context(|| format!("reading the config of {}", self.record.id))?;
+        serde_json::from_slice(&data).map_err(|e| {
+            Error::InvalidState(format!(
+                "saved config of {} is corrupt: {e}",
+                self.record.id
+            ))
+        })
     }
 
     pub fn start_socket(&self) -> PathBuf {

@@ -39,7 +39,7 @@ fn busybox_bundle_has_rootfs_and_config() {
     assert_eq!(written["process"]["terminal"], false);
     assert_eq!(written["root"]["path"], "rootfs");
     let cgroups_path = bundle.cgroups_path().unwrap();
-    assert!(cgroups_path.starts_with("/berth-test/"), "{cgroups_path}");
+    assert!(cgroups_path.starts_with("/berth-test-"), "{cgroups_path}");
 }
 
 #[test]

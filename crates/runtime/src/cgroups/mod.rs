@@ -10,6 +10,7 @@
 
 mod hierarchy;
 pub mod placement;
+pub mod resources;
 
 pub use hierarchy::{Hierarchy, Layout, Mount};
 pub use placement::{Placement, PlacementPlan};

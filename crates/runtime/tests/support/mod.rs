@@ -584,8 +584,14 @@ impl Runtime {
 
     /// `run --bundle <bundle> ID` in the foreground: the output holds the container's.
     pub fn run_container(&self, id: &str, bundle: &Bundle) -> Output {
+        self.run_container_with(id, bundle, &[])
+    }
+
+    /// `run` with extra flags (`--no-pivot`, ...) before the id, in the foreground.
+    pub fn run_container_with(&self, id: &str, bundle: &Bundle, flags: &[&str]) -> Output {
         let mut cmd = self.cmd();
-        cmd.arg("run").arg("--bundle").arg(bundle.path()).arg(id);
+        cmd.arg("run").arg("--bundle").arg(bundle.path());
+        cmd.args(flags).arg(id);
         output_with_timeout(cmd, COMMAND_TIMEOUT)
     }
 

@@ -130,6 +130,23 @@ pub enum Command {
         #[arg(short, long)]
         force: bool,
     },
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
+    /// Freeze every process of the container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the container's processes (`ps -ef` rows, or pids as JSON).
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: ListFormat,
+        id: String,
+        /// Arguments for ps(1) (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print what this runtime supports, as the runtime-spec features JSON.
+    Features,
     /// List containers.
     List {
         #[arg(short, long)]
@@ -177,4 +194,53 @@ pub fn list_table(list: &[OciState]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// A process JSON file (the runtime-spec `process` object); replaces the inline flags.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a terminal (needs --console-socket unless in the foreground).
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process has started.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment, KEY=VALUE (repeatable).
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// uid[:gid] to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional group ids (repeatable).
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (repeatable), e.g. CAP_NET_ADMIN.
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Exec even into a paused container.
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Accepted for compatibility; labels need SELinux/AppArmor, which this runtime does not apply.
+    #[arg(long)]
+    pub process_label: Option<String>,
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

@@ -2,6 +2,8 @@
 //! runc shim, dockerd `--add-runtime` and podman `--runtime` can drive it unchanged.
 
 mod cli;
+mod exec_cmd;
+mod foreground;
 mod logging;
 mod run;
 
@@ -83,6 +85,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
             lifecycle::kill(&root, &id, n, all)?;
         }
         Command::Delete { id, force } => lifecycle::delete(&root, &id, force)?,
+        Command::Exec(a) => return exec_cmd::exec_cmd(&root, a),
+        Command::Pause { id } => lifecycle::pause(&root, &id)?,
+        Command::Resume { id } => lifecycle::resume(&root, &id)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&root, &id, format, &ps_args)?,
+        Command::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&berth_runtime::features::features())?
+            );
+        }
         Command::List { quiet, format } => {
             let list = lifecycle::list(&root)?;
             let mut out = std::io::stdout().lock();
@@ -132,4 +148,47 @@ fn write_spec(bundle: &Path, rootless: bool) -> Result<()> {
     );
     let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+/// runc's `ps`: the host's `ps` output, keeping the header and the container's rows.
+fn ps(root: &StateRoot, id: &str, format: ListFormat, args: &[String]) -> Result<()> {
+    let pids = lifecycle::pids(root, id)?;
+    if format == ListFormat::Json {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let args: Vec<String> = if args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("running ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| anyhow::anyhow!("ps {}: no PID column in its output", args.join(" ")))?;
+    println!("{header}");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }

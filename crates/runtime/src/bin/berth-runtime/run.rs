@@ -1,34 +1,14 @@
-//! `run`: create, start and, unless detached, stay as the container's parent: forward the
-//! signals we receive to it and exit with its status (128+signal when it was killed). With
-//! `process.terminal` and no `--console-socket`, the pty is ours: our terminal is put in raw
-//! mode and bytes are copied both ways until the container exits.
+//! `run`: create, start and, unless detached, stay in the foreground as the container's
+//! parent (see foreground.rs). With `process.terminal` and no `--console-socket`, the pty is
+//! ours to proxy.
 
-use anyhow::{Context as _, Result};
+use crate::foreground;
+use anyhow::Result;
 use berth_runtime::config::Bundle;
 use berth_runtime::launcher::{self, CreateOptions};
 use berth_runtime::lifecycle;
 use berth_runtime::state::StateRoot;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-
-const FORWARDED: &[Signal] = &[
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
 
 pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     if detach {
@@ -36,193 +16,31 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool, keep: bool) -> 
         start_or_delete(root, &opts.id)?;
         return Ok(0);
     }
-    // Block before the container exists, so that neither its exit (SIGCHLD) nor a signal for
-    // it can slip past the signalfd. The init resets its own mask before exec.
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        set.add(*s);
-    }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .context("blocking signals")?;
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
-
+    let sfd = foreground::block_signals()?;
     let wants_tty = opts.console_socket.is_none()
         && Bundle::load(&opts.bundle)
             .ok()
             .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
             .unwrap_or(false);
     let (container, pty) = if wants_tty {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .context("socketpair for the terminal")?;
+        let (ours, theirs) = foreground::console_pair()?;
         let c = launcher::create_with_console(root, opts, theirs)?;
-        let master = match receive_fd(&ours) {
-            Ok(m) => m,
+        match foreground::receive_pty(&ours) {
+            Ok(m) => (c, Some(m)),
             Err(e) => {
                 let _ = lifecycle::delete(root, &opts.id, true);
                 return Err(e);
             }
-        };
-        (c, Some(master))
+        }
     } else {
         (launcher::create(root, opts)?, None)
     };
-    let pid = Pid::from_raw(container.record.pid);
-    let _raw = match &pty {
-        Some(master) => {
-            copy_winsize(master);
-            RawMode::enter()
-        }
-        None => None,
-    };
     start_or_delete(root, &opts.id)?;
-    let code = wait_loop(pid, &sfd, pty.as_ref())?;
-    drop(_raw);
+    let code = foreground::supervise(Pid::from_raw(container.record.pid), &sfd, pty.as_ref())?;
     if !keep {
         lifecycle::delete(root, &opts.id, true)?;
     }
     Ok(code)
-}
-
-/// Waits for the container, forwarding signals and (with a pty) copying bytes.
-fn wait_loop(pid: Pid, sfd: &SignalFd, pty: Option<&OwnedFd>) -> Result<i32> {
-    let stdin = std::io::stdin();
-    let mut stdin_open = pty.is_some();
-    let mut master_open = pty.is_some();
-    let mut exit: Option<i32> = None;
-    let mut buf = [0u8; 8192];
-    loop {
-        if exit.is_none() {
-            exit = reap(pid)?;
-        }
-        if let Some(code) = exit {
-            if !master_open {
-                return Ok(code);
-            }
-        }
-        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        if let Some(m) = pty.filter(|_| master_open) {
-            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
-        }
-        if stdin_open {
-            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-        }
-        // Once the container is gone, drain what is left on the pty without blocking.
-        let timeout = if exit.is_some() {
-            PollTimeout::ZERO
-        } else {
-            PollTimeout::NONE
-        };
-        match poll(&mut fds, timeout) {
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(e).context("poll"),
-            Ok(0) => return Ok(exit.unwrap_or(0)),
-            Ok(_) => {}
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        if ready[0] {
-            if let Some(info) = sfd.read_signal().context("reading signals")? {
-                let signo = info.ssi_signo as i32;
-                if signo == libc::SIGWINCH {
-                    if let Some(m) = pty {
-                        copy_winsize(m);
-                    }
-                } else if signo != libc::SIGCHLD {
-                    // SAFETY: kill(2) to forward a signal to our own child.
-                    unsafe { libc::kill(pid.as_raw(), signo) };
-                }
-            }
-        }
-        let mut idx = 1;
-        if let Some(m) = pty.filter(|_| master_open) {
-            if ready[idx] {
-                match nix::unistd::read(m, &mut buf) {
-                    Ok(0) | Err(_) => master_open = false,
-                    Ok(n) => write_all(std::io::stdout().as_fd(), &buf[..n]),
-                }
-            }
-            idx += 1;
-        }
-        if stdin_open && ready.get(idx).copied().unwrap_or(false) {
-            match (nix::unistd::read(stdin.as_fd(), &mut buf), pty) {
-                (Ok(n), Some(m)) if n > 0 => write_all(m.as_fd(), &buf[..n]),
-                _ => stdin_open = false,
-            }
-        }
-    }
-}
-
-fn write_all(fd: BorrowedFd, mut data: &[u8]) {
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(n) => data = &data[n..],
-            Err(nix::Error::EINTR) => continue,
-            Err(_) => return,
-        }
-    }
-}
-
-/// Receives the pty master the init sends over the console socket.
-fn receive_fd(sock: &OwnedFd) -> Result<OwnedFd> {
-    let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .context("receiving the container's terminal")?;
-    for c in msg.cmsgs().context("reading control messages")? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel installed this descriptor for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    anyhow::bail!("the container did not send its terminal")
-}
-
-/// Gives the container's terminal the size of ours.
-fn copy_winsize(master: &OwnedFd) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize struct.
-    unsafe {
-        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-        }
-    }
-}
-
-/// Our terminal in raw mode for as long as this lives (keys go to the container as typed).
-struct RawMode(Termios);
-
-impl RawMode {
-    fn enter() -> Option<RawMode> {
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(stdin.as_fd()).ok()?;
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode(saved))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.0);
-    }
 }
 
 /// A failed start leaves a parked container nobody asked to keep: remove it.
@@ -232,12 +50,4 @@ fn start_or_delete(root: &StateRoot, id: &str) -> Result<()> {
         return Err(e.into());
     }
     Ok(())
-}
-
-fn reap(pid: Pid) -> Result<Option<i32>> {
-    match waitpid(pid, Some(WaitPidFlag::WNOHANG)).context("waiting for the container")? {
-        WaitStatus::Exited(_, code) => Ok(Some(code)),
-        WaitStatus::Signaled(_, sig, _) => Ok(Some(128 + sig as i32)),
-        _ => Ok(None),
-    }
 }
