@@ -1,6 +1,6 @@
 #!/bin/bash
 # Time `run` of a busybox /bin/true bundle with berth-runtime against runc, and compare
-# their peak RSS. Builds nothing: `make bench-runtime` builds the release binary first.
+# their peak RSS; then time `exec` of /bin/true into a running container, side by side. Builds nothing: `make bench-runtime` builds the release binary first.
 #
 # Environment (all optional):
 #   BERTH_RUNTIME   runtime under test (default target/release/berth-runtime)
@@ -30,14 +30,18 @@ tmp=$(mktemp -d /tmp/berth-bench.XXXXXX)
 bundle=$tmp/bundle
 berth_id=bench-berth-$$
 runc_id=bench-runc-$$
+berth_long=bench-berth-exec-$$
+runc_long=bench-runc-exec-$$
 
 cleanup() {
 	"$berth" --root "$tmp/berth-root" delete --force "$berth_id" >/dev/null 2>&1 || true
 	"$runc" --root "$tmp/runc-root" delete --force "$runc_id" >/dev/null 2>&1 || true
+	"$berth" --root "$tmp/berth-root" delete --force "$berth_long" >/dev/null 2>&1 || true
+	"$runc" --root "$tmp/runc-root" delete --force "$runc_long" >/dev/null 2>&1 || true
 	# Without linux.cgroupsPath both runtimes name the cgroup after the container id;
 	# remove any that a failed run left behind (children first).
 	find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -depth -type d \
-		\( -name "$berth_id" -o -name "$runc_id" \) -exec rmdir {} \; 2>/dev/null || true
+		\( -name "$berth_id" -o -name "$runc_id" -o -name "$berth_long" -o -name "$runc_long" \) -exec rmdir {} \; 2>/dev/null || true
 	rm -rf -- "$tmp"
 }
 trap cleanup EXIT
@@ -100,4 +104,33 @@ awk -v bm="$berth_ms" -v rm="$runc_ms" -v bk="$berth_kib" -v rk="$runc_kib" -v n
 	printf "%-16s %14.2f %16d\n", "runc", rm, rk
 	printf "%-16s %14.2f %16.2f\n", "berth/runc", bm / rm, bk / rk
 	printf "(median of %d runs of /bin/true; RSS max over %d runs)\n", n, rn
+}'
+
+# exec: one long-running container per runtime, then /bin/true exec'd into it.
+scripts/make-busybox-bundle.sh "$tmp/long" sleep 100000
+"$berth" --root "$tmp/berth-root" run -d --bundle "$tmp/long" "$berth_long" </dev/null >/dev/null 2>&1 ||
+	die "berth-runtime could not start the exec target"
+"$runc" --root "$tmp/runc-root" run -d --bundle "$tmp/long" "$runc_long" </dev/null >/dev/null 2>&1 ||
+	die "runc could not start the exec target"
+berth_exec="$berth --root $tmp/berth-root exec $berth_long /bin/true"
+runc_exec="$runc --root $tmp/runc-root exec $runc_long /bin/true"
+# shellcheck disable=SC2086 # split like hyperfine -N splits it
+$berth_exec </dev/null || die "berth-runtime exec failed: $berth_exec"
+# shellcheck disable=SC2086
+$runc_exec </dev/null || die "runc exec failed: $runc_exec"
+exec_json=target/bench/runtime-exec-hyperfine.json
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$exec_json" \
+	--command-name berth-runtime "$berth_exec" \
+	--command-name runc "$runc_exec"
+berth_exec_ms=$(jq -r '.results[] | select(.command == "berth-runtime") | .median * 1000' "$exec_json")
+runc_exec_ms=$(jq -r '.results[] | select(.command == "runc") | .median * 1000' "$exec_json")
+berth_exec_kib=$(peak_rss_kib "$berth_exec")
+runc_exec_kib=$(peak_rss_kib "$runc_exec")
+echo
+awk -v bm="$berth_exec_ms" -v rm="$runc_exec_ms" -v bk="$berth_exec_kib" -v rk="$runc_exec_kib" -v n="$runs" 'BEGIN {
+	printf "%-16s %14s %16s\n", "runtime", "median exec ms", "peak RSS KiB"
+	printf "%-16s %14.2f %16d\n", "berth-runtime", bm, bk
+	printf "%-16s %14.2f %16d\n", "runc", rm, rk
+	printf "%-16s %14.2f %16.2f\n", "berth/runc", bm / rm, bk / rk
+	printf "(median of %d execs of /bin/true into a running container)\n", n
 }'

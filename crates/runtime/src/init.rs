@@ -161,6 +161,12 @@ fn run(ctx: &InitContext, start_conn: &mut Option<OwnedFd>) -> Result<std::conve
         console::attach_slave(&slave)?;
         console::bind_console(&slave)?;
     }
+    // runc makes a missing cwd (as root, before the root may turn read-only); images whose
+    // WORKDIR does not exist in the rootfs depend on it.
+    if !process.cwd().exists() {
+        std::fs::create_dir_all(process.cwd())
+            .with_context(|| format!("process.cwd: creating {}", process.cwd().display()))?;
+    }
     rootfs::finalize(spec)?;
 
     let args = process.args().clone().unwrap_or_default();

@@ -156,17 +156,11 @@ fn create_inner(
     warn_missing_lsm(process);
     let ns = NamespacePlan::from_spec(spec);
     let hierarchy = Hierarchy::detect()?;
-    let own = hierarchy
-        .mounts
-        .first()
-        .map(|m| m.own.clone())
-        .unwrap_or_else(|| PathBuf::from("/"));
     let cg_path = cgroups::container_path(
         spec.linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().as_deref()),
         &opts.id,
-        &own,
     );
     let cg_plan = PlacementPlan::new(&hierarchy, &cg_path)?;
     let caps = match process.capabilities() {

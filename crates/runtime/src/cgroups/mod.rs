@@ -17,13 +17,13 @@ pub use placement::{Placement, PlacementPlan};
 
 use std::path::{Path, PathBuf};
 
-/// The in-hierarchy path for a container: absolute paths are taken as they are (relative to
-/// each hierarchy's root), relative ones are under the runtime's own cgroup, and no path at
-/// all means `/berth/<id>` (runc's default is similar: a runtime-chosen place).
-pub fn container_path(cgroups_path: Option<&Path>, id: &str, own: &Path) -> PathBuf {
+/// The container's cgroup path as configured: absolute paths are taken as they are (relative
+/// to each hierarchy's root), relative ones are resolved per hierarchy under the runtime's own
+/// cgroup there (see `PlacementPlan::new`), and no path at all means `/berth/<id>` (runc's
+/// default is similar: a runtime-chosen place).
+pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> PathBuf {
     match cgroups_path {
-        Some(p) if p.is_absolute() => p.to_path_buf(),
-        Some(p) if !p.as_os_str().is_empty() => own.join(p),
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("/berth").join(id),
     }
 }
@@ -33,16 +33,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn absolute_relative_and_default_paths() {
-        let own = Path::new("/user.slice/session-1");
+    fn configured_or_default_paths() {
         assert_eq!(
-            container_path(Some(Path::new("/a/b")), "x", own),
+            container_path(Some(Path::new("/a/b")), "x"),
             PathBuf::from("/a/b")
         );
         assert_eq!(
-            container_path(Some(Path::new("a/b")), "x", own),
-            PathBuf::from("/user.slice/session-1/a/b")
+            container_path(Some(Path::new("a/b")), "x"),
+            PathBuf::from("a/b")
         );
-        assert_eq!(container_path(None, "x", own), PathBuf::from("/berth/x"));
+        assert_eq!(
+            container_path(Some(Path::new("")), "x"),
+            PathBuf::from("/berth/x")
+        );
+        assert_eq!(container_path(None, "x"), PathBuf::from("/berth/x"));
     }
 }

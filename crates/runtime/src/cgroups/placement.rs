@@ -24,6 +24,8 @@ pub struct Placement {
 }
 
 impl PlacementPlan {
+    /// A relative `path` is resolved in each hierarchy under our own cgroup there, as runc
+    /// does: the runtime may sit at different places in different hierarchies.
     pub fn new(h: &Hierarchy, path: &Path) -> Result<PlacementPlan> {
         if path.components().any(|c| c == Component::ParentDir) {
             return Err(Error::Cgroup(format!(
@@ -31,20 +33,24 @@ impl PlacementPlan {
                 path.display()
             )));
         }
-        let rel: PathBuf = path
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .collect();
-        if rel.as_os_str().is_empty() {
-            return Err(Error::Cgroup(
-                "linux.cgroupsPath: resolves to the root cgroup".into(),
-            ));
+        let mut leaves = Vec::new();
+        for m in &h.mounts {
+            let full = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                m.own.join(path)
+            };
+            let rel: PathBuf = full
+                .components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .collect();
+            if rel.as_os_str().is_empty() {
+                return Err(Error::Cgroup(
+                    "linux.cgroupsPath: resolves to the root cgroup".into(),
+                ));
+            }
+            leaves.push((m.clone(), m.mountpoint.join(rel)));
         }
-        let leaves = h
-            .mounts
-            .iter()
-            .map(|m| (m.clone(), m.mountpoint.join(&rel)))
-            .collect();
         Ok(PlacementPlan {
             layout: h.layout,
             leaves,
@@ -212,6 +218,24 @@ mod tests {
                 PathBuf::from("/sys/fs/cgroup/unified/berth/c1"),
                 PathBuf::from("/sys/fs/cgroup/cpu/berth/c1"),
                 PathBuf::from("/sys/fs/cgroup/freezer/berth/c1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn relative_paths_go_under_our_own_cgroup_per_hierarchy() {
+        let h = Hierarchy::parse(
+            "32 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+             34 30 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+            "5:memory:/session/7\n3:cpu:/\n",
+        );
+        let plan = PlacementPlan::new(&h, Path::new("rel/c")).unwrap();
+        let leaves: Vec<_> = plan.leaves.iter().map(|(_, l)| l.clone()).collect();
+        assert_eq!(
+            leaves,
+            vec![
+                PathBuf::from("/sys/fs/cgroup/cpu/rel/c"),
+                PathBuf::from("/sys/fs/cgroup/memory/session/7/rel/c"),
             ]
         );
     }
