@@ -264,21 +264,12 @@ fn child_run(ctx: &ExecChild) -> Result<std::convert::Infallible> {
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
     let program = process_setup::find_program(&args[0], &env)?;
-    process_setup::apply_rlimits(process)?;
-    process_setup::switch_user(process, ctx.caps.as_ref(), ctx.in_userns)?;
-    if let Err(e) = nix::unistd::chdir(process.cwd()) {
-        return Err(Error::InvalidState(format!(
-            "process.cwd {}: {e}",
-            process.cwd().display()
-        )));
-    }
-    if process.no_new_privileges().unwrap_or(false) {
-        process_setup::set_no_new_privs()?;
-    }
-    if let Some(filter) = &ctx.seccomp {
-        seccomp::load(filter)?;
-    }
-    process_setup::reset_signals();
-    process_setup::cloexec_from(3 + ctx.preserve_fds);
-    process_setup::exec(&program, &args, &env)
+    process_setup::launch(process_setup::Launch {
+        process,
+        caps: ctx.caps.as_ref(),
+        seccomp: ctx.seccomp.as_ref(),
+        in_userns: ctx.in_userns,
+        preserve_fds: ctx.preserve_fds,
+        program: &program,
+    })
 }

@@ -182,24 +182,14 @@ fn run(ctx: &InitContext, start_conn: &mut Option<OwnedFd>) -> Result<std::conve
         state.status = Status::Created;
         hooks::run_all(list, &state)?;
     }
-    process_setup::apply_rlimits(process)?;
-    process_setup::switch_user(process, ctx.caps.as_ref(), ctx.ns.in_userns())?;
-    if let Err(e) = nix::unistd::chdir(process.cwd()) {
-        return Err(Error::InvalidState(format!(
-            "process.cwd {}: {e}",
-            process.cwd().display()
-        )));
-    }
-    if process.no_new_privileges().unwrap_or(false) {
-        process_setup::set_no_new_privs()?;
-    }
-    // Last, so the filter does not have to allow the setup's own syscalls.
-    if let Some(filter) = &ctx.seccomp {
-        seccomp::load(filter)?;
-    }
-    process_setup::reset_signals();
-    process_setup::cloexec_from(3 + ctx.preserve_fds);
-    process_setup::exec(&program, &args, &env)
+    process_setup::launch(process_setup::Launch {
+        process,
+        caps: ctx.caps.as_ref(),
+        seccomp: ctx.seccomp.as_ref(),
+        in_userns: ctx.ns.in_userns(),
+        preserve_fds: ctx.preserve_fds,
+        program: &program,
+    })
 }
 
 /// Returns the connection from `start`: it stays open until exec closes it (close-on-exec),

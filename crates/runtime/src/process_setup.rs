@@ -172,6 +172,50 @@ pub fn cloexec_from(first: u32) {
     }
 }
 
+/// What the last steps need: the process as configured and what was prepared for it.
+pub struct Launch<'a> {
+    pub process: &'a oci_spec::runtime::Process,
+    pub caps: Option<&'a CapabilityPlan>,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
+    pub in_userns: bool,
+    pub preserve_fds: u32,
+    pub program: &'a Path,
+}
+
+/// The shared tail of the container init and of an exec'd process: rlimits, identity and
+/// capabilities, cwd, no_new_privs and seccomp, a clean signal state, then execve.
+pub fn launch(l: Launch) -> Result<std::convert::Infallible> {
+    let process = l.process;
+    apply_rlimits(process)?;
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN, which switch_user may drop: load
+    // the filter first, as runc does (it must then allow the switch's own syscalls).
+    if !no_new_privs {
+        if let Some(filter) = l.seccomp {
+            crate::seccomp::load(filter)?;
+        }
+    }
+    switch_user(process, l.caps, l.in_userns)?;
+    if let Err(e) = nix::unistd::chdir(process.cwd()) {
+        return Err(Error::InvalidState(format!(
+            "process.cwd {}: {e}",
+            process.cwd().display()
+        )));
+    }
+    if no_new_privs {
+        set_no_new_privs()?;
+        // Last, so the filter does not have to allow the setup's own syscalls.
+        if let Some(filter) = l.seccomp {
+            crate::seccomp::load(filter)?;
+        }
+    }
+    reset_signals();
+    cloexec_from(3 + l.preserve_fds);
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    exec(l.program, &args, &env)
+}
+
 pub fn exec(program: &Path, args: &[String], env: &[String]) -> Result<std::convert::Infallible> {
     let c = |s: &str| {
         CString::new(s).map_err(|_| {
