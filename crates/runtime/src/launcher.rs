@@ -225,9 +225,17 @@ fn create_claimed(
     let spec = &bundle.spec;
     let placement = cg_plan.apply()?;
     rollback.placement = Some(placement.clone());
-    if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-        cgroups::resources::apply(&placement, res)?;
-    }
+    // Always applied, even with no `linux.resources`: the device allowlist holds for every
+    // container (as in runc), and a device the config defines is allowed by that definition.
+    let linux = spec.linux().as_ref();
+    let no_limits = oci_spec::runtime::LinuxResources::default();
+    cgroups::resources::apply_with_devices(
+        &placement,
+        linux
+            .and_then(|l| l.resources().as_ref())
+            .unwrap_or(&no_limits),
+        linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]),
+    )?;
     let listener = start_listener(state_dir)?;
     let (runtime_end, init_end) = sync_channel::pair()?;
 

@@ -4,13 +4,20 @@
 //! /sys/fs/cgroup/unified) has one directory per hierarchy; v2 has one. Planning (which
 //! directories, from mountinfo and our own /proc/self/cgroup) is pure and unit-tested for
 //! both layouts; applying it is mkdir, a pid written to `cgroup.procs`, and rmdir on delete.
-//! Resource limits come on top of this in a later step. cgroups-rs is not used here: placing
-//! a pid and removing a directory is a few lines, and its hierarchy detection does not model
-//! the hybrid layout's unified mount.
+//! Limits (`resources`: planned, checked, then written, with an undo for `update`) and usage
+//! (`stats`) work on the same leaves. cgroups-rs is not used: its hierarchy detection does
+//! not model the hybrid layout's unified mount, and it cannot validate a whole update before
+//! writing any of it.
 
+pub mod device_rules;
+pub mod devices_bpf;
+mod devices_v1;
 mod hierarchy;
 pub mod placement;
 pub mod resources;
+pub mod stats;
+mod v1_limits;
+mod v2_limits;
 
 pub use hierarchy::{Hierarchy, Layout, Mount};
 pub use placement::{Placement, PlacementPlan};

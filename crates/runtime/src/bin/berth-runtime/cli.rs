@@ -147,6 +147,18 @@ pub enum Command {
     },
     /// Print what this runtime supports, as the runtime-spec features JSON.
     Features,
+    /// Change the resource limits of a running container.
+    Update(UpdateArgs),
+    /// Print resource usage: once with --stats, else every --interval until it stops.
+    Events {
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// List containers.
     List {
         #[arg(short, long)]
@@ -243,4 +255,42 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// A runtime-spec `linux.resources` JSON file, or `-` for stdin; the flags below override it.
+    #[arg(short, long)]
+    pub resources: Option<String>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_burst: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long)]
+    pub cpu_share: Option<u64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_idle: Option<i64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit, in bytes or with a unit (k, m, g, t); -1 for none.
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap; -1 for unlimited swap.
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    pub id: String,
 }

@@ -6,6 +6,7 @@ mod exec_cmd;
 mod foreground;
 mod logging;
 mod run;
+mod update;
 
 use anyhow::{bail, Context as _, Result};
 use berth_runtime::launcher::{self, CreateOptions};
@@ -99,6 +100,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 serde_json::to_string_pretty(&berth_runtime::features::features())?
             );
         }
+        Command::Update(a) => update::update(&root, a)?,
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => update::events(&root, &id, stats, &interval)?,
         Command::List { quiet, format } => {
             let list = lifecycle::list(&root)?;
             let mut out = std::io::stdout().lock();
