@@ -139,7 +139,7 @@ fn events_stats_have_runcs_shape() {
     );
 
     // Without --stats: one event per interval until the container stops.
-    let mut child = rt
+    let child = rt
         .cmd()
         .args(["events", "--interval", "100ms", "e1"])
         .stdout(Stdio::piped())
