@@ -161,6 +161,19 @@ fn kill_and_wait(c: &Container) -> Result<()> {
 
 /// Removes what the container left on the host, runs poststop hooks, forgets it.
 pub fn destroy(c: &Container) -> Result<()> {
+    // Without a pid namespace the init's exit does not take its children along; whatever is
+    // still in the cgroup belongs to the container and goes with it (as runc does).
+    let leftover = cgroups::placement::pids(&leaves(c));
+    for pid in &leftover {
+        let _ = send_signal(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !leftover.is_empty()
+        && !cgroups::placement::pids(&leaves(c)).is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     cgroups::placement::remove_dirs(&c.record.cgroup_dirs)?;
     if let Some(list) = c.record.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
         let mut st = c.oci_state();

@@ -422,3 +422,29 @@ fn version_names_the_spec() {
     assert!(text.starts_with("berth-runtime "), "{text}");
     assert!(text.contains("spec: 1."), "{text}");
 }
+
+#[test]
+fn delete_takes_the_processes_an_init_left_behind() {
+    require_root!();
+    let rt = Runtime::new();
+    // No pid namespace: the init's background child outlives it.
+    let mut b = Bundle::busybox(&["sh", "-c", "sleep 60 & exit 0"]);
+    b.config_mut()["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    b.write_config();
+    let cg = b.cgroups_path().unwrap();
+    let _g = rt.guard("o1", &b);
+    assert_success(&rt.create("o1", &b), "create");
+    assert_success(&rt.start("o1"), "start");
+    rt.wait_for_status("o1", "stopped", Duration::from_secs(5));
+    assert_eq!(
+        pids_in_cgroup(&cg).len(),
+        1,
+        "the orphaned sleep is still there"
+    );
+    assert_success(&rt.delete("o1"), "delete");
+    assert!(pids_in_cgroup(&cg).is_empty());
+    assert!(host_cgroup_dirs(&cg).is_empty());
+}
