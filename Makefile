@@ -8,10 +8,15 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
 RUNTIME_BIN := target/release/berth-runtime
+CONFORMANCE := target/release/oci-conformance
+# The conformance suite's in-container helper, static (runtime-spec-tests/src/probe_build.rs).
+PROBE_TARGET := x86_64-unknown-linux-gnu
+OCI_PROBE := target/oci-probe/$(PROBE_TARGET)/release/oci-probe
+RUNC ?= /usr/sbin/runc
 DEMO_ROOT := /run/berth-demo
 DEMO_ID := berth-demo
 
-.PHONY: all build deps demo lint test bench-runtime clean
+.PHONY: all build deps demo lint test conformance oci-probe bench-runtime clean
 
 all: build
 
@@ -36,6 +41,23 @@ lint:
 test: deps lint
 	$(CARGO) build --workspace --release
 	$(CARGO) test --workspace --release -- --test-threads=4
+	$(CONFORMANCE) --runtime $(RUNTIME_BIN)
+
+# Its own target dir, so the crt-static flags never reach the workspace's normal build.
+oci-probe:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p runtime-spec-tests \
+		--bin oci-probe --target $(PROBE_TARGET) --target-dir target/oci-probe
+
+# The OCI conformance suite against berth-runtime (this gates), then against Debian's runc for
+# comparison (never gates: runc 1.1's own deviations and this host's limits are annotated).
+conformance: deps build oci-probe
+	@dir=$$(mktemp -d /tmp/berth-conformance.XXXXXX); trap 'rm -rf "$$dir"' EXIT; status=0; \
+	$(CONFORMANCE) --runtime $(RUNTIME_BIN) --probe $(OCI_PROBE) | tee "$$dir/berth.tap" || status=$$?; \
+	$(CONFORMANCE) --runtime $(RUNC) --probe $(OCI_PROBE) | tee "$$dir/runc.tap" || true; \
+	echo; \
+	echo "berth-runtime: $$(tail -n 1 "$$dir/berth.tap")"; \
+	echo "runc:          $$(tail -n 1 "$$dir/runc.tap")"; \
+	exit $$status
 
 bench-runtime: deps build
 	scripts/bench-runtime.sh

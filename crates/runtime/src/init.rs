@@ -180,6 +180,8 @@ fn run(ctx: &InitContext, start_conn: &mut Option<OwnedFd>) -> Result<std::conve
     if let Some(list) = hooks.and_then(|h| h.start_container().as_ref()) {
         let mut state = ctx.hook_state.clone();
         state.status = Status::Created;
+        // The hook runs in the container's namespaces: the pid as the container sees it.
+        state.pid = nix::unistd::getpid().as_raw();
         hooks::run_all(list, &state)?;
     }
     process_setup::launch(process_setup::Launch {
