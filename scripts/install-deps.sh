@@ -8,6 +8,11 @@ packages=(
 	iproute2 procps util-linux time
 	# A linker for rustc; present wherever Rust already builds.
 	gcc libc6-dev
+	# Engines the integration tests run berth-runtime under (integration/tests/); each
+	# test starts its own daemon with state in a temp dir. bsdutils has `script` (a pty).
+	containerd docker.io podman skopeo bsdutils
+	# crates/image's pull test runs Debian's registry on 127.0.0.1 (pushes with skopeo).
+	docker-registry
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -27,8 +32,23 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "install-deps: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# Packages with daemons (containerd, docker.io) would start them from their postinst
+	# (invoke-rc.d, deb-systemd-invoke): a policy-rc.d that says 101 ("action forbidden")
+	# keeps them stopped. Ours is temporary; an existing one is left as it is.
+	policy=/usr/sbin/policy-rc.d
+	made_policy=
+	if [ ! -e "$policy" ]; then
+		made_policy=1
+		trap 'rm -f "$policy"' EXIT
+		printf '#!/bin/sh\n# install-deps.sh: start no services while installing\nexit 101\n' >"$policy"
+		chmod 0755 "$policy"
+	fi
 	apt-get update
 	apt-get install -y --no-install-recommends "${missing[@]}"
+	if [ -n "$made_policy" ]; then
+		rm -f "$policy"
+		trap - EXIT
+	fi
 else
 	echo "install-deps: apt packages present"
 fi

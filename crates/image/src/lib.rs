@@ -1,0 +1,18 @@
+//! berth's image store: references, the content store, layer unpacking, overlay
+//! snapshots and the registry client.
+//!
+//! The pieces are separable (containerd's seams): [`content_store::ContentStore`] holds
+//! blobs by digest, [`layer_unpack`] turns a layer blob into an overlay layer dir,
+//! [`snapshot::LayerStore`] and [`snapshot::Snapshotter`] keep layer dirs by ChainID and
+//! mount them, and [`registry::RegistryClient`] fetches into the store.
+
+pub mod content_store;
+pub mod digest;
+pub mod layer_unpack;
+pub mod manifest;
+pub mod reference;
+pub mod registry;
+pub mod snapshot;
+
+pub use digest::Digest;
+pub use reference::{Reference, ReferenceError};
