@@ -4,14 +4,18 @@
 //! The pieces are separable (containerd's seams): [`content_store::ContentStore`] holds
 //! blobs by digest, [`layer_unpack`] turns a layer blob into an overlay layer dir,
 //! [`snapshot::LayerStore`] and [`snapshot::Snapshotter`] keep layer dirs by ChainID and
-//! mount them, and [`registry::RegistryClient`] fetches into the store.
+//! mount them, [`registry::RegistryClient`] fetches into the store and
+//! [`push::Pusher`] pushes from it.
 
+pub mod archive;
 pub mod content_store;
 pub mod digest;
 pub mod layer_unpack;
 pub mod manifest;
+pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod runtime_spec;
 pub mod snapshot;
 
 pub use digest::Digest;

@@ -329,10 +329,21 @@ pub struct TransferStats {
     pub blob_gets: AtomicU64,
     pub token_fetches: AtomicU64,
     pub bytes: AtomicU64,
+    /// Push: `HEAD`s that found the blob already in the target repository.
+    pub blob_exists: AtomicU64,
+    /// Push: blobs made available by a cross-repository mount (no bytes sent).
+    pub blob_mounts: AtomicU64,
+    /// Push: blobs uploaded (monolithic or chunked).
+    pub blob_uploads: AtomicU64,
+    /// Push: `PATCH` requests of chunked uploads.
+    pub upload_chunks: AtomicU64,
+    /// Push: blob bytes sent.
+    pub bytes_sent: AtomicU64,
+    pub manifest_puts: AtomicU64,
 }
 
 impl TransferStats {
-    fn bump(counter: &AtomicU64, n: u64) {
+    pub(crate) fn bump(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 }
@@ -357,9 +368,9 @@ pub struct RegistryClient {
 }
 
 /// One resolved response with its final URL (after redirects).
-struct Fetched {
-    response: reqwest::Response,
-    url: Url,
+pub(crate) struct Fetched {
+    pub(crate) response: reqwest::Response,
+    pub(crate) url: Url,
 }
 
 impl RegistryClient {
@@ -412,7 +423,7 @@ impl RegistryClient {
         }
         let url = self.base(host)?;
         let fetched = self
-            .send(Method::GET, url.clone(), HeaderMap::new(), None)
+            .send(Method::GET, url.clone(), HeaderMap::new(), None, None)
             .await?;
         let status = fetched.response.status();
         let auth = if status.is_success() {
@@ -452,11 +463,11 @@ impl RegistryClient {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The `Authorization` value for `host` and a pull of `repository`.
+    /// The `Authorization` value for `host` and `scopes` (`repository:<name>:pull`, ...).
     async fn authorization(
         &self,
         host: &str,
-        repository: &str,
+        scopes: &[String],
         refresh: bool,
     ) -> Result<Option<HeaderValue>> {
         let cred = self.config.credentials.get(host).cloned();
@@ -470,15 +481,14 @@ impl RegistryClient {
                 }),
             },
             HostAuth::Bearer(challenge) => {
-                let scope = format!("repository:{repository}:pull");
-                let key = (host.to_owned(), scope.clone());
+                let key = (host.to_owned(), scopes.join(" "));
                 if !refresh {
                     if let Some(token) = self.lock_tokens().get(&key) {
                         return bearer_header(host, token).map(Some);
                     }
                 }
                 let token = self
-                    .fetch_token(host, &challenge, &scope, cred.as_ref())
+                    .fetch_token(host, &challenge, scopes, cred.as_ref())
                     .await?;
                 let header = bearer_header(host, &token)?;
                 self.lock_tokens().insert(key, token);
@@ -488,12 +498,13 @@ impl RegistryClient {
     }
 
     /// The token flow (distribution `docs/spec/auth/token.md`): GET the realm with the
-    /// service and scope, with Basic credentials if there are any.
+    /// service and each scope (one `scope=` per scope, as the spec wants for a
+    /// cross-repository mount), with Basic credentials if there are any.
     async fn fetch_token(
         &self,
         host: &str,
         challenge: &Challenge,
-        scope: &str,
+        scopes: &[String],
         cred: Option<&Credential>,
     ) -> Result<String> {
         let auth_err = |what: String| RegistryError::Auth {
@@ -520,14 +531,18 @@ impl RegistryClient {
             if let Some(service) = challenge.params.get("service") {
                 q.append_pair("service", service);
             }
-            q.append_pair("scope", scope);
+            for scope in scopes {
+                q.append_pair("scope", scope);
+            }
         }
         let mut headers = HeaderMap::new();
         if let Some(c) = cred {
             headers.insert(AUTHORIZATION, basic_header(c)?);
         }
         TransferStats::bump(&self.stats.token_fetches, 1);
-        let fetched = self.send(Method::GET, url.clone(), headers, None).await?;
+        let fetched = self
+            .send(Method::GET, url.clone(), headers, None, None)
+            .await?;
         if !fetched.response.status().is_success() {
             return Err(status_error(Method::GET, fetched).await);
         }
@@ -549,18 +564,23 @@ impl RegistryClient {
     }
 
     /// Sends a request, following redirects by hand. `auth` goes only to `auth_origin`.
+    /// `body` is `Bytes` so a redirect or a retry re-sends it without copying.
     async fn send(
         &self,
         method: Method,
         mut url: Url,
         headers: HeaderMap,
         auth: Option<(HeaderValue, Url)>,
+        body: Option<bytes::Bytes>,
     ) -> Result<Fetched> {
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
+            if let Some(body) = &body {
+                req = req.body(body.clone());
+            }
             if let Some((value, origin)) = &auth {
                 if same_origin(origin, &url) {
                     req = req.header(AUTHORIZATION, value.clone());
@@ -611,8 +631,8 @@ impl RegistryClient {
         })
     }
 
-    /// A request to the registry for `reference`'s repository, authorized, retried once
-    /// with a fresh token on 401.
+    /// A pull request to the registry for `reference`'s repository, authorized, retried
+    /// once with a fresh token on 401.
     async fn registry_request(
         &self,
         reference: &Reference,
@@ -620,22 +640,57 @@ impl RegistryClient {
         path: &str,
         headers: HeaderMap,
     ) -> Result<Fetched> {
-        let host = reference.registry_host();
-        let url = self
-            .base(host)?
+        let url = self.registry_url(reference.registry_host(), path)?;
+        let scopes = [format!("repository:{}:pull", reference.path())];
+        self.request(
+            reference.registry_host(),
+            &scopes,
+            method,
+            url,
+            headers,
+            None,
+        )
+        .await
+    }
+
+    /// `path` (relative to `/v2/`, or an absolute upload `Location`) on `host`.
+    pub(crate) fn registry_url(&self, host: &str, path: &str) -> Result<Url> {
+        self.base(host)?
             .join(path)
             .map_err(|e| RegistryError::Protocol {
                 url: path.to_owned(),
                 what: e.to_string(),
-            })?;
+            })
+    }
+
+    /// A request to `url` on registry `host` with a token for `scopes`, retried once
+    /// with a fresh token on 401.
+    pub(crate) async fn request(
+        &self,
+        host: &str,
+        scopes: &[String],
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Option<bytes::Bytes>,
+    ) -> Result<Fetched> {
+        // Credentials go to the registry's own origin only, not to an upload Location
+        // or a redirect on another host.
+        let origin = self.base(host)?;
         let mut refresh = false;
         loop {
             let auth = self
-                .authorization(host, reference.path(), refresh)
+                .authorization(host, scopes, refresh)
                 .await?
-                .map(|v| (v, url.clone()));
+                .map(|v| (v, origin.clone()));
             let fetched = self
-                .send(method.clone(), url.clone(), headers.clone(), auth)
+                .send(
+                    method.clone(),
+                    url.clone(),
+                    headers.clone(),
+                    auth,
+                    body.clone(),
+                )
                 .await?;
             if fetched.response.status() == StatusCode::UNAUTHORIZED && !refresh {
                 // An expired token, or the registry changed its mind: ask again once.
@@ -829,7 +884,7 @@ fn bearer_header(host: &str, token: &str) -> Result<HeaderValue> {
     Ok(v)
 }
 
-fn digest_header(response: &reqwest::Response, url: &str) -> Result<Option<Digest>> {
+pub(crate) fn digest_header(response: &reqwest::Response, url: &str) -> Result<Option<Digest>> {
     match response.headers().get("docker-content-digest") {
         None => Ok(None),
         Some(v) => {
@@ -873,7 +928,7 @@ async fn read_limited(mut fetched: Fetched, limit: usize) -> Result<Vec<u8>> {
     }
 }
 
-async fn status_error(method: Method, fetched: Fetched) -> RegistryError {
+pub(crate) async fn status_error(method: Method, fetched: Fetched) -> RegistryError {
     let status = fetched.response.status();
     let url = fetched.url.to_string();
     let body = read_limited(fetched, 4096)
