@@ -1,6 +1,7 @@
 #!/bin/bash
 # Time `run` of a busybox /bin/true bundle with berth-runtime against runc, and compare
-# their peak RSS; then time `exec` of /bin/true into a running container, side by side. Builds nothing: `make bench-runtime` builds the release binary first.
+# their peak RSS; then time `exec` of /bin/true into a running container, and `ctr run --rm`
+# through containerd's runc shim with each runtime as its binary, side by side. Builds nothing: `make bench-runtime` builds the release binary first.
 #
 # Environment (all optional):
 #   BERTH_RUNTIME   runtime under test (default target/release/berth-runtime)
@@ -33,7 +34,18 @@ runc_id=bench-runc-$$
 berth_long=bench-berth-exec-$$
 runc_long=bench-runc-exec-$$
 
+ctr_pid=
 cleanup() {
+	if [ -n "$ctr_pid" ]; then
+		kill "$ctr_pid" 2>/dev/null || true
+		wait "$ctr_pid" 2>/dev/null || true
+	fi
+	# Snapshot mounts a killed containerd may leave, deepest first.
+	awk -v d="$tmp/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	for cg in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do
+		if [ -d "$cg" ]; then rmdir "$cg" 2>/dev/null || true; fi
+	done
 	"$berth" --root "$tmp/berth-root" delete --force "$berth_id" >/dev/null 2>&1 || true
 	"$runc" --root "$tmp/runc-root" delete --force "$runc_id" >/dev/null 2>&1 || true
 	"$berth" --root "$tmp/berth-root" delete --force "$berth_long" >/dev/null 2>&1 || true
@@ -133,4 +145,58 @@ awk -v bm="$berth_exec_ms" -v rm="$runc_exec_ms" -v bk="$berth_exec_kib" -v rk="
 	printf "%-16s %14.2f %16d\n", "runc", rm, rk
 	printf "%-16s %14.2f %16.2f\n", "berth/runc", bm / rm, bk / rk
 	printf "(median of %d execs of /bin/true into a running container)\n", n
+}'
+
+# ctr run --rm: containerd's runc shim (io.containerd.runc.v2) with each runtime as its
+# binary. This containerd is ours: config, root, state and socket live in $tmp.
+for tool in containerd ctr; do
+	command -v "$tool" >/dev/null || die "$tool not found; run scripts/install-deps.sh"
+done
+cdir=$tmp/containerd
+mkdir -p "$cdir"
+cat >"$cdir/config.toml" <<EOF
+version = 2
+root = "$cdir/root"
+state = "$cdir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "$cdir/containerd.sock"
+[ttrpc]
+  address = "$cdir/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$cdir/opt"
+EOF
+containerd --config "$cdir/config.toml" --log-level warn >"$cdir/log" 2>&1 &
+ctr_pid=$!
+for _ in $(seq 100); do
+	[ -S "$cdir/containerd.sock" ] && break
+	sleep 0.1
+done
+[ -S "$cdir/containerd.sock" ] || die "containerd did not start: $(tail -n 5 "$cdir/log")"
+ctr_cmd="ctr --address $cdir/containerd.sock --namespace berth-bench"
+scripts/make-busybox-image.sh "$tmp/busybox.tar" localhost/berth-bench:latest >/dev/null
+# shellcheck disable=SC2086 # a command line, split on purpose
+$ctr_cmd images import "$tmp/busybox.tar" >/dev/null
+berth_abs=$(realpath "$berth")
+runc_abs=$(command -v "$runc")
+berth_ctr="$ctr_cmd run --rm --runc-binary $berth_abs --runc-root $tmp/ctr-berth localhost/berth-bench:latest bench-ctr-berth /bin/true"
+runc_ctr="$ctr_cmd run --rm --runc-binary $runc_abs --runc-root $tmp/ctr-runc localhost/berth-bench:latest bench-ctr-runc /bin/true"
+# shellcheck disable=SC2086
+$berth_ctr </dev/null || die "ctr run with berth-runtime failed: $berth_ctr"
+# shellcheck disable=SC2086
+$runc_ctr </dev/null || die "ctr run with runc failed: $runc_ctr"
+ctr_json=target/bench/runtime-ctr-hyperfine.json
+ctr_runs=${BENCH_CTR_RUNS:-30}
+hyperfine -N --warmup 3 --runs "$ctr_runs" --export-json "$ctr_json" \
+	--command-name berth-runtime "$berth_ctr" \
+	--command-name runc "$runc_ctr"
+berth_ctr_ms=$(jq -r '.results[] | select(.command == "berth-runtime") | .median * 1000' "$ctr_json")
+runc_ctr_ms=$(jq -r '.results[] | select(.command == "runc") | .median * 1000' "$ctr_json")
+echo
+awk -v bm="$berth_ctr_ms" -v rm="$runc_ctr_ms" -v n="$ctr_runs" 'BEGIN {
+	printf "%-16s %18s\n", "shim binary", "median ctr run ms"
+	printf "%-16s %18.2f\n", "berth-runtime", bm
+	printf "%-16s %18.2f\n", "runc", rm
+	printf "%-16s %18.2f\n", "berth/runc", bm / rm
+	printf "(median of %d ctr run --rm of /bin/true through containerd-shim-runc-v2)\n", n
 }'
