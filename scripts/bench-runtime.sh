@@ -35,6 +35,10 @@ berth_long=bench-berth-exec-$$
 runc_long=bench-runc-exec-$$
 
 ctr_pid=
+# containerd's shim keeps sockets and fifos under /run/containerd whatever its config says;
+# remove those directories at the end if this run made them.
+run_containerd_existed=
+if [ -e /run/containerd ]; then run_containerd_existed=1; fi
 cleanup() {
 	if [ -n "$ctr_pid" ]; then
 		kill "$ctr_pid" 2>/dev/null || true
@@ -43,6 +47,9 @@ cleanup() {
 	# Snapshot mounts a killed containerd may leave, deepest first.
 	awk -v d="$tmp/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r |
 		while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	if [ -z "$run_containerd_existed" ] && [ -d /run/containerd ]; then
+		rmdir /run/containerd/s /run/containerd/fifo /run/containerd 2>/dev/null || true
+	fi
 	for cg in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do
 		if [ -d "$cg" ]; then rmdir "$cg" 2>/dev/null || true; fi
 	done
