@@ -448,3 +448,82 @@ fn delete_takes_the_processes_an_init_left_behind() {
     assert!(pids_in_cgroup(&cg).is_empty());
     assert!(host_cgroup_dirs(&cg).is_empty());
 }
+
+/// Runs `run` with `file` open as fd 3 in the runtime process.
+fn run_with_fd3(
+    rt: &Runtime,
+    id: &str,
+    b: &Bundle,
+    file: &std::path::Path,
+    flags: &[&str],
+) -> std::process::Output {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let f = fs::File::open(file).unwrap();
+    let raw = f.as_raw_fd();
+    let mut cmd = rt.cmd();
+    cmd.arg("run")
+        .arg("--bundle")
+        .arg(b.path())
+        .args(flags)
+        .arg(id);
+    // SAFETY: dup2 between fork and exec, on descriptors this process owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = output_with_timeout(cmd, COMMAND_TIMEOUT);
+    drop(f);
+    out
+}
+
+#[test]
+fn preserve_fds_passes_extra_descriptors_and_only_those() {
+    require_root!();
+    let rt = Runtime::new();
+    let dir = TempDir::new();
+    let file = dir.path().join("passed");
+    fs::write(&file, "through fd 3\n").unwrap();
+    let b = Bundle::busybox(&["sh", "-c", "cat <&3"]);
+    let _g = rt.guard("f1", &b);
+    let out = run_with_fd3(&rt, "f1", &b, &file, &["--preserve-fds", "1"]);
+    assert_success(&out, "run --preserve-fds 1");
+    assert_eq!(stdout_text(&out), "through fd 3\n");
+    let _g2 = rt.guard("f2", &b);
+    let out = run_with_fd3(&rt, "f2", &b, &file, &[]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "fd 3 must be closed without --preserve-fds"
+    );
+    assert!(stdout_text(&out).is_empty());
+}
+
+#[test]
+fn lsm_labels_without_the_lsm_are_a_warning() {
+    require_root!();
+    if std::path::Path::new("/sys/kernel/security/apparmor").exists() {
+        eprintln!("skipped: this host has AppArmor, so the profile would really be applied");
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::busybox(&["echo", "ran"]);
+    b.config_mut()["process"]["apparmorProfile"] = "berth-test-profile".into();
+    b.write_config();
+    let _g = rt.guard("a1", &b);
+    let out = rt.run_container("a1", &b);
+    assert_success(
+        &out,
+        "run with an apparmorProfile on a host without AppArmor",
+    );
+    assert_eq!(stdout_text(&out), "ran\n");
+    let err = stderr_text(&out);
+    assert!(
+        err.contains("level=warning") && err.contains("AppArmor is not enabled"),
+        "{err}"
+    );
+}
