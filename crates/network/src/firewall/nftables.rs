@@ -1,0 +1,382 @@
+//! The nftables driver: everything lives in berth's own `table inet berth`, so that berth
+//! never touches another program's tables, and a `flush ruleset` by the admin is the only
+//! way its rules go away behind its back.
+//!
+//! Each operation is one `nft -f -` batch (nft applies a batch atomically); reading back
+//! uses `nft -j list table`. Layout (base chains hook into the kernel; the others are
+//! reached by jumps from them):
+//!
+//! | chain | hook | what |
+//! |---|---|---|
+//! | `guard` | filter prerouting, raw prio | drop packets from a bridge to 127/8 (route_localnet is on for the bridge) |
+//! | `prerouting` | nat prerouting, dstnat | `fib daddr type local jump hostports` |
+//! | `output` | nat output, -100 | same, plus `jump hostports_local` |
+//! | `postrouting` | nat postrouting, srcnat | masquerade: egress, localhost-sourced, hairpin |
+//! | `forward` | filter forward | accept to/from the bridges |
+//! | `hostports` | - | DNAT per published port on all or one host address |
+//! | `hostports_local` | - | DNAT for ports published on 127.0.0.1: reached from `output` only, so other interfaces can never hit them (moby#41872) |
+
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::{
+    check_container_id, check_mappings, ctr_tag, is_orphan, is_plain_name, owner_of,
+    run_with_input, ContainerPorts, FirewallDriver, FirewallError, NetworkFirewall, Owner,
+};
+
+const NFT: &str = "nft";
+
+/// One rule of berth's table, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRule {
+    pub chain: String,
+    pub handle: u64,
+    pub comment: Option<String>,
+}
+
+/// nftables driver for `table inet <table>` (`berth` unless a test picks its own).
+#[derive(Debug)]
+pub struct NftablesDriver {
+    table: String,
+    /// Serializes read-modify-write operations of this process (listing, then a batch).
+    lock: Mutex<()>,
+}
+
+impl Default for NftablesDriver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NftablesDriver {
+    pub fn new() -> Self {
+        Self {
+            table: "berth".to_string(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// A driver for another table of berth's own; tests use one each so they can run in
+    /// parallel and remove the whole table afterwards.
+    pub fn with_table(table: &str) -> Result<Self, FirewallError> {
+        if !is_plain_name(table) {
+            return Err(FirewallError::BadName(table.to_string()));
+        }
+        Ok(Self {
+            table: table.to_string(),
+            lock: Mutex::new(()),
+        })
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn apply(&self, batch: &str) -> Result<(), FirewallError> {
+        tracing::debug!(table = %self.table, "nft batch:\n{batch}");
+        run_with_input(NFT, &["-f", "-"], batch).map(drop)
+    }
+
+    /// Every rule in berth's table; empty when the table does not exist.
+    pub fn list_rules(&self) -> Result<Vec<ListedRule>, FirewallError> {
+        let args = ["-j", "list", "table", "inet", &self.table];
+        let out = match run_with_input(NFT, &args, "") {
+            Ok(out) => out,
+            Err(FirewallError::Command { stderr, .. })
+                if stderr.contains("No such file or directory") =>
+            {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
+        parse_listing(&out).map_err(|detail| FirewallError::Parse {
+            cmd: format!("{NFT} {}", args.join(" ")),
+            detail,
+        })
+    }
+
+    /// Deletes the given rules in one batch, then the whole table if no tagged rule is left.
+    fn delete_rules(
+        &self,
+        all: &[ListedRule],
+        doomed: &[&ListedRule],
+    ) -> Result<(), FirewallError> {
+        let left = all
+            .iter()
+            .filter(|r| r.comment.as_deref().and_then(owner_of).is_some())
+            .count();
+        let mut batch = String::new();
+        if left == doomed.len() && !all.is_empty() {
+            // Nothing of berth's is left: remove the table with its base chains, so the
+            // host's packet path has no trace of berth.
+            batch.push_str(&format!("delete table inet {}\n", self.table));
+        } else {
+            for r in doomed {
+                batch.push_str(&format!(
+                    "delete rule inet {} {} handle {}\n",
+                    self.table, r.chain, r.handle
+                ));
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.apply(&batch)
+    }
+
+    fn remove_where(&self, doomed: impl Fn(&Owner) -> bool) -> Result<(), FirewallError> {
+        let all = self.list_rules()?;
+        let hit: Vec<&ListedRule> = all
+            .iter()
+            .filter(|r| {
+                r.comment
+                    .as_deref()
+                    .and_then(owner_of)
+                    .is_some_and(|o| doomed(&o))
+            })
+            .collect();
+        if hit.is_empty() {
+            return Ok(());
+        }
+        self.delete_rules(&all, &hit)
+    }
+}
+
+/// The batch that creates berth's table and base chains and (re)writes the static jumps.
+/// `add` is a no-op for what exists, and the jump chains are flushed first, so running it
+/// again changes nothing.
+pub fn base_batch(table: &str) -> String {
+    format!(
+        "add table inet {t}
+add chain inet {t} guard {{ type filter hook prerouting priority raw; policy accept; }}
+add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+add chain inet {t} output {{ type nat hook output priority -100; policy accept; }}
+add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain inet {t} forward {{ type filter hook forward priority filter; policy accept; }}
+add chain inet {t} hostports
+add chain inet {t} hostports_local
+flush chain inet {t} prerouting
+flush chain inet {t} output
+add rule inet {t} prerouting fib daddr type local jump hostports
+add rule inet {t} output fib daddr type local jump hostports
+add rule inet {t} output ip daddr 127.0.0.0/8 jump hostports_local
+",
+        t = table
+    )
+}
+
+/// The network's rules, each `add rule` tagged with the bridge.
+pub fn network_batch(table: &str, net: &NetworkFirewall) -> String {
+    let t = table;
+    let br = &net.bridge;
+    let subnet = net.subnet;
+    let c = format!("comment \"{}\"", net.tag());
+    format!(
+        "add rule inet {t} guard iifname \"{br}\" ip daddr 127.0.0.0/8 drop {c}
+add rule inet {t} forward oifname \"{br}\" ct state established,related accept {c}
+add rule inet {t} forward oifname \"{br}\" ct status dnat accept {c}
+add rule inet {t} forward iifname \"{br}\" accept {c}
+add rule inet {t} postrouting ip saddr {subnet} oifname != \"{br}\" masquerade {c}
+add rule inet {t} postrouting oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade {c}
+add rule inet {t} postrouting oifname \"{br}\" ip saddr {subnet} ct status dnat masquerade {c}
+"
+    )
+}
+
+/// DNAT rules for a container's mappings, tagged with the container id. One rule per port:
+/// nft's port-range DNAT picks *a* port from the range rather than shifting one-to-one.
+pub fn ports_batch(table: &str, ports: &ContainerPorts<'_>) -> String {
+    let c = format!("comment \"{}\"", ctr_tag(ports.container_id));
+    let mut batch = String::new();
+    for m in ports.mappings {
+        let chain = if m.is_loopback_only() {
+            "hostports_local"
+        } else {
+            "hostports"
+        };
+        let daddr = match m.host_ip {
+            Some(ip) if !ip.is_unspecified() => format!("ip daddr {ip} "),
+            _ => String::new(),
+        };
+        batch.push_str(&format!(
+            "add rule inet {table} {chain} {daddr}{proto} dport {hp} dnat ip to {cip}:{cp} {c}\n",
+            proto = m.protocol,
+            hp = m.host_port,
+            cip = ports.container_ip,
+            cp = m.container_port,
+        ));
+    }
+    batch
+}
+
+/// Reads the rules out of `nft -j list table` output.
+pub fn parse_listing(json: &str) -> Result<Vec<ListedRule>, String> {
+    let v: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let items = v
+        .get("nftables")
+        .and_then(Value::as_array)
+        .ok_or("no \"nftables\" array")?;
+    let mut rules = Vec::new();
+    for item in items {
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
+        let chain = rule
+            .get("chain")
+            .and_then(Value::as_str)
+            .ok_or("rule without chain")?;
+        let handle = rule
+            .get("handle")
+            .and_then(Value::as_u64)
+            .ok_or("rule without handle")?;
+        let comment = rule
+            .get("comment")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        rules.push(ListedRule {
+            chain: chain.to_string(),
+            handle,
+            comment,
+        });
+    }
+    Ok(rules)
+}
+
+impl FirewallDriver for NftablesDriver {
+    fn setup_network(&self, net: &NetworkFirewall) -> Result<(), FirewallError> {
+        net.check()?;
+        let _g = self.guard();
+        let tag = net.tag();
+        let present = self
+            .list_rules()?
+            .iter()
+            .any(|r| r.comment.as_deref() == Some(tag.as_str()));
+        let mut batch = base_batch(&self.table);
+        if !present {
+            batch.push_str(&network_batch(&self.table, net));
+        }
+        self.apply(&batch)
+    }
+
+    fn teardown_network(&self, net: &NetworkFirewall) -> Result<(), FirewallError> {
+        net.check()?;
+        let _g = self.guard();
+        let bridge = net.bridge.clone();
+        self.remove_where(|o| matches!(o, Owner::Network(b) if *b == bridge))
+    }
+
+    fn add_port_mappings(
+        &self,
+        net: &NetworkFirewall,
+        ports: &ContainerPorts<'_>,
+    ) -> Result<(), FirewallError> {
+        net.check()?;
+        check_container_id(ports.container_id)?;
+        check_mappings(ports.mappings)?;
+        if ports.mappings.is_empty() {
+            return Ok(());
+        }
+        let _g = self.guard();
+        // The base chains come along so that this works on its own after a reload.
+        let mut batch = base_batch(&self.table);
+        batch.push_str(&ports_batch(&self.table, ports));
+        self.apply(&batch)
+    }
+
+    fn remove_port_mappings(&self, container_id: &str) -> Result<(), FirewallError> {
+        check_container_id(container_id)?;
+        let _g = self.guard();
+        self.remove_where(|o| matches!(o, Owner::Container(id) if id == container_id))
+    }
+
+    fn cleanup_all(
+        &self,
+        known_containers: &[&str],
+        known_networks: &[&str],
+    ) -> Result<(), FirewallError> {
+        let _g = self.guard();
+        self.remove_where(|o| is_orphan(o, known_containers, known_networks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port_spec::{PortMapping, Protocol};
+
+    #[test]
+    fn network_rules_are_tagged_and_scoped_to_the_bridge() {
+        let net = NetworkFirewall {
+            bridge: "br9".into(),
+            subnet: "10.213.1.0/24".parse().expect("subnet"),
+        };
+        let b = network_batch("berth", &net);
+        assert!(b.lines().all(|l| l.ends_with("comment \"berth:net=br9\"")));
+        assert!(b.contains("postrouting ip saddr 10.213.1.0/24 oifname != \"br9\" masquerade"));
+        assert!(b.contains("guard iifname \"br9\" ip daddr 127.0.0.0/8 drop"));
+    }
+
+    #[test]
+    fn loopback_ports_go_to_the_output_only_chain() {
+        let m = |ip: Option<&str>, hp| PortMapping {
+            host_ip: ip.map(|s| s.parse().expect("ip")),
+            host_port: hp,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let mappings = [
+            m(None, 8080),
+            m(Some("127.0.0.1"), 8081),
+            m(Some("0.0.0.0"), 8082),
+        ];
+        let b = ports_batch(
+            "berth",
+            &ContainerPorts {
+                container_id: "c1",
+                container_ip: "10.213.1.2".parse().expect("ip"),
+                mappings: &mappings,
+            },
+        );
+        let lines: Vec<&str> = b.lines().collect();
+        assert_eq!(
+            lines[0],
+            "add rule inet berth hostports tcp dport 8080 dnat ip to 10.213.1.2:80 comment \"berth:ctr=c1\""
+        );
+        assert!(lines[1]
+            .starts_with("add rule inet berth hostports_local ip daddr 127.0.0.1 tcp dport 8081"));
+        assert!(lines[2].starts_with("add rule inet berth hostports tcp dport 8082"));
+    }
+
+    #[test]
+    fn parses_a_listing() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+            {"table": {"family": "inet", "name": "berth", "handle": 1}},
+            {"chain": {"family": "inet", "table": "berth", "name": "hostports", "handle": 2}},
+            {"rule": {"family": "inet", "table": "berth", "chain": "hostports", "handle": 7,
+                      "comment": "berth:ctr=c1", "expr": []}},
+            {"rule": {"family": "inet", "table": "berth", "chain": "output", "handle": 8, "expr": []}}]}"#;
+        let rules = parse_listing(json).expect("parse");
+        assert_eq!(
+            rules,
+            vec![
+                ListedRule {
+                    chain: "hostports".into(),
+                    handle: 7,
+                    comment: Some("berth:ctr=c1".into())
+                },
+                ListedRule {
+                    chain: "output".into(),
+                    handle: 8,
+                    comment: None
+                },
+            ]
+        );
+        assert!(parse_listing("{}").is_err());
+        assert!(parse_listing("nope").is_err());
+    }
+}
