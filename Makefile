@@ -64,3 +64,9 @@ bench-runtime: deps build
 
 clean:
 	$(CARGO) clean
+
+# Cold pull of a generated multi-layer image from a local registry: berth vs skopeo.
+.PHONY: bench-image
+bench-image: deps
+	$(CARGO) build --release -p berth-image --bin berth-image-pull
+	scripts/bench-image.sh

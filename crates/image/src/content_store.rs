@@ -132,6 +132,33 @@ impl ContentStore {
         Ok(true)
     }
 
+    /// Stores what `reader` yields as `expected` (checked, like every ingest). Returns
+    /// false, reading nothing, if the blob is already there.
+    pub fn put_reader<R: Read>(
+        &self,
+        expected: &Digest,
+        expected_size: Option<u64>,
+        mut reader: R,
+    ) -> Result<bool> {
+        if self.contains(expected) {
+            return Ok(false);
+        }
+        let mut ingest = self.ingest(expected, expected_size)?;
+        ingest.reset()?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("read", &ingest.path)(e)),
+            };
+            ingest.write(&buf[..n])?;
+        }
+        ingest.commit()?;
+        Ok(true)
+    }
+
     /// Starts or resumes writing `expected`. [`Ingest::offset`] says how many bytes an
     /// earlier, interrupted writer left; they have been re-hashed and are kept.
     pub fn ingest(&self, expected: &Digest, expected_size: Option<u64>) -> Result<Ingest> {

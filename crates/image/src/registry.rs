@@ -23,7 +23,7 @@ use reqwest::header::{
 };
 use reqwest::{Method, StatusCode, Url};
 
-use crate::content_store::{ContentError, ContentStore};
+use crate::content_store::{ContentError, ContentStore, Ingest};
 use crate::digest::{chain_ids, Digest};
 use crate::manifest::{
     self, media_type, AnyManifest, ImageConfig, Manifest, ManifestError, Platform,
@@ -307,6 +307,12 @@ pub struct RegistryConfig {
     /// Blobs downloaded at once (containerd's CRI default: 3).
     pub max_concurrent_downloads: usize,
     pub user_agent: String,
+    /// Limit on establishing a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Limit on each wait for bytes, response headers included, reset by every read: a
+    /// registry that stops sending fails the request instead of hanging the pull (a
+    /// whole-request limit would fail big layers on slow links).
+    pub read_timeout: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -317,6 +323,8 @@ impl Default for RegistryConfig {
             platform: Platform::host(),
             max_concurrent_downloads: 3,
             user_agent: format!("berth/{}", env!("CARGO_PKG_VERSION")),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -378,7 +386,8 @@ impl RegistryClient {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(config.user_agent.clone())
-            .connect_timeout(Duration::from_secs(30))
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
             .use_rustls_tls()
             .build()
             .map_err(|source| RegistryError::Http {
@@ -786,6 +795,31 @@ impl RegistryClient {
             return Ok(false);
         }
         let mut ingest = store.ingest(digest, Some(size))?;
+        if let Err(e) = self.download(reference, digest, size, &mut ingest).await {
+            // Keep bytes worth resuming; an empty ingest file is only clutter.
+            if ingest.offset() == 0 {
+                if let Err(abort) = ingest.abort() {
+                    tracing::warn!(blob = %digest, error = %abort, "removing an empty ingest");
+                }
+            }
+            return Err(e);
+        }
+        // commit() fsyncs: keep it off the async workers.
+        tokio::task::spawn_blocking(move || ingest.commit())
+            .await
+            .map_err(|e| RegistryError::Task(e.to_string()))??;
+        Ok(true)
+    }
+
+    /// The transfer part of [`RegistryClient::fetch_blob`]: fills `ingest` up to `size`
+    /// bytes, resuming with `Range` after a break.
+    async fn download(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        ingest: &mut Ingest,
+    ) -> Result<()> {
         let path = format!("{}/blobs/{}", reference.path(), digest);
         let mut last_error = None;
         for _ in 0..BLOB_ATTEMPTS {
@@ -836,16 +870,11 @@ impl RegistryClient {
                 }
             }
         }
-        if ingest.offset() != size {
-            if let Some(e) = last_error {
-                return Err(e);
-            }
+        match last_error {
+            Some(e) if ingest.offset() != size => Err(e),
+            // Short or long without a transport error: commit() reports the mismatch.
+            _ => Ok(()),
         }
-        // commit() fsyncs: keep it off the async workers.
-        tokio::task::spawn_blocking(move || ingest.commit())
-            .await
-            .map_err(|e| RegistryError::Task(e.to_string()))??;
-        Ok(true)
     }
 }
 
@@ -1047,8 +1076,34 @@ impl Puller {
             }
         };
 
-        // The config: small, needed first (it has the DiffIDs).
+        // Refuse what is not a container image before fetching anything more: an OCI
+        // artifact (Helm chart, signature, SBOM) has a manifest of the same shape.
         let config_desc = &manifest.config;
+        if config_desc.media_type != media_type::OCI_CONFIG
+            && config_desc.media_type != media_type::DOCKER_CONFIG
+        {
+            return Err(RegistryError::BadImage {
+                reference: refname,
+                what: format!(
+                    "config media type {:?} is not a container image config; this is not a container image",
+                    config_desc.media_type
+                ),
+            });
+        }
+        if let Some(bad) = manifest
+            .layers
+            .iter()
+            .find(|l| !media_type::is_layer(&l.media_type))
+        {
+            return Err(RegistryError::BadImage {
+                reference: refname,
+                what: format!(
+                    "layer {} has media type {:?}, which is not a container image layer",
+                    bad.digest, bad.media_type
+                ),
+            });
+        }
+        // The config: small, needed first (it has the DiffIDs).
         self.client
             .fetch_blob(
                 reference,
@@ -1071,16 +1126,6 @@ impl Puller {
                     manifest.layers.len(),
                     config.rootfs.diff_ids.len()
                 ),
-            });
-        }
-        if let Some(bad) = manifest
-            .layers
-            .iter()
-            .find(|l| !media_type::is_layer(&l.media_type))
-        {
-            return Err(RegistryError::BadImage {
-                reference: refname,
-                what: format!("{:?} is not a container image layer", bad.media_type),
             });
         }
         let chains = chain_ids(&config.rootfs.diff_ids);

@@ -227,6 +227,23 @@ impl LayerStore {
         Ok(true)
     }
 
+    /// Every unpacked layer's ChainID (`.tmp-*` dirs of unpacks in progress excluded).
+    pub fn list(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.layers).map_err(io_err("list", &self.layers))? {
+            let entry = entry.map_err(io_err("list", &self.layers))?;
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|h| Digest::from_hex(h).ok())
+            {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Deletes a layer dir. Garbage collection decides that no snapshot uses it.
     pub fn remove(&self, chain: &Digest) -> Result<()> {
         if let Ok(short) = self.short_id(chain) {

@@ -33,6 +33,16 @@ struct Resp {
     body: Vec<u8>,
     /// Send only this many body bytes, then close (Content-Length still says all).
     cut_after: Option<usize>,
+    /// Go silent (keeping the connection open) at this point.
+    stall: Option<Stall>,
+}
+
+#[derive(Clone, Copy)]
+enum Stall {
+    /// Read the request, never answer.
+    BeforeHeaders,
+    /// Send the headers and this many body bytes, then nothing.
+    AfterBody(usize),
 }
 
 fn resp(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Resp {
@@ -44,6 +54,7 @@ fn resp(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Resp {
             .collect(),
         body: body.to_vec(),
         cut_after: None,
+        stall: None,
     }
 }
 
@@ -93,6 +104,11 @@ impl Mock {
                     };
                     log.lock().unwrap().push(req.clone());
                     let r = handler(&req);
+                    let silence = || tokio::time::sleep(std::time::Duration::from_secs(60));
+                    if let Some(Stall::BeforeHeaders) = r.stall {
+                        silence().await;
+                        return;
+                    }
                     let mut head = format!(
                         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
                         r.status,
@@ -105,6 +121,11 @@ impl Mock {
                     let _ = sock.write_all(head.as_bytes()).await;
                     if req.method != "HEAD" {
                         let n = r.cut_after.unwrap_or(r.body.len());
+                        if let Some(Stall::AfterBody(m)) = r.stall {
+                            let _ = sock.write_all(&r.body[..m]).await;
+                            silence().await;
+                            return;
+                        }
                         let _ = sock.write_all(&r.body[..n]).await;
                     }
                     let _ = sock.shutdown().await;
@@ -380,4 +401,329 @@ async fn wrong_credentials_are_an_auth_error() {
     // The realm points at a closed port: a clear HTTP error naming the URL, no hang.
     let err = puller.pull(&reference).await.unwrap_err();
     assert!(err.to_string().contains("127.0.0.1:1/token"), "{err}");
+}
+
+// ---- Bad input: each a clear error, nothing stored that did not verify, no debris. ----
+
+impl TestImage {
+    /// The same image with its manifest JSON edited (and its digest recomputed).
+    fn with_manifest(&self, edit: impl FnOnce(&mut serde_json::Value)) -> TestImage {
+        let mut m: serde_json::Value = serde_json::from_slice(&self.manifest).unwrap();
+        edit(&mut m);
+        let manifest = m.to_string().into_bytes();
+        TestImage {
+            manifest_digest: Digest::of(&manifest),
+            manifest,
+            config: self.config.clone(),
+            config_digest: self.config_digest.clone(),
+            layer: self.layer.clone(),
+            layer_digest: self.layer_digest.clone(),
+        }
+    }
+}
+
+/// A registry without auth serving `img` as `x/y:latest`; `fault` answers first.
+async fn serve(
+    img: Arc<TestImage>,
+    fault: impl Fn(&Req, &TestImage) -> Option<Resp> + Send + Sync + 'static,
+) -> Mock {
+    Mock::start(Arc::new(move |req: &Req| {
+        if let Some(r) = fault(req, &img) {
+            return r;
+        }
+        let digest = img.manifest_digest.to_string();
+        let media_type = serde_json::from_slice::<serde_json::Value>(&img.manifest)
+            .ok()
+            .and_then(|m| m["mediaType"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let manifest = || {
+            resp(
+                200,
+                &[
+                    ("Content-Type", &media_type),
+                    ("Docker-Content-Digest", &digest),
+                ],
+                &img.manifest,
+            )
+        };
+        match req.path.as_str() {
+            "/v2/" => resp(200, &[], b"{}"),
+            "/v2/x/y/manifests/latest" => manifest(),
+            p if p == format!("/v2/x/y/manifests/{digest}") => manifest(),
+            p if p == format!("/v2/x/y/blobs/{}", img.config_digest) => resp(200, &[], &img.config),
+            p if p == format!("/v2/x/y/blobs/{}", img.layer_digest) => match req
+                .headers
+                .get("range")
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.strip_suffix('-'))
+                .and_then(|r| r.parse::<usize>().ok())
+            {
+                Some(from) if from < img.layer.len() => {
+                    let total = img.layer.len();
+                    let cr = format!("bytes {from}-{}/{total}", total - 1);
+                    resp(206, &[("Content-Range", &cr)], &img.layer[from..])
+                }
+                _ => resp(200, &[], &img.layer),
+            },
+            _ => resp(404, &[], br#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#),
+        }
+    }))
+    .await
+}
+
+struct Root {
+    dir: tempfile::TempDir,
+}
+
+impl Root {
+    fn new() -> Root {
+        Root {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn puller(&self, read_timeout: std::time::Duration) -> Puller {
+        let client = RegistryClient::new(RegistryConfig {
+            read_timeout,
+            ..RegistryConfig::default()
+        })
+        .unwrap();
+        Puller::new(
+            client,
+            ContentStore::open(self.dir.path()).unwrap(),
+            LayerStore::open(self.dir.path()).unwrap(),
+        )
+    }
+
+    fn content(&self) -> ContentStore {
+        ContentStore::open(self.dir.path()).unwrap()
+    }
+
+    fn ingests(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("ingest"))
+            .unwrap()
+            .count()
+    }
+
+    /// The store is consistent: only `allowed` blobs, each matching its name; no layer
+    /// dir (complete or half-unpacked); ingest leftovers, if any, removable.
+    fn assert_consistent(&self, allowed: &[&Digest]) {
+        let content = self.content();
+        for d in content.list().unwrap() {
+            assert!(allowed.contains(&&d), "unexpected blob {d}");
+            assert_eq!(Digest::of(&content.read(&d).unwrap()), d);
+        }
+        let layers = std::fs::read_dir(self.dir.path().join("layers"))
+            .unwrap()
+            .count();
+        assert_eq!(layers, 0, "a layer dir was left");
+        content.clean_ingests(std::time::Duration::ZERO).unwrap();
+        assert_eq!(self.ingests(), 0);
+    }
+}
+
+fn reference(mock: &Mock) -> Reference {
+    Reference::parse(&format!("127.0.0.1:{}/x/y:latest", mock.port)).unwrap()
+}
+
+const SLOW: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_cut_short_every_time_fails_cleanly_then_resumes() {
+    let img = Arc::new(test_image());
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let healthy2 = healthy.clone();
+    let cut = img.layer.len() / 3;
+    let mock = serve(img.clone(), move |req, img| {
+        let layer = format!("/v2/x/y/blobs/{}", img.layer_digest);
+        if req.path == layer && !healthy2.load(std::sync::atomic::Ordering::SeqCst) {
+            // Ignores Range and breaks off at the same place every time.
+            return Some(Resp {
+                cut_after: Some(cut),
+                ..resp(200, &[], &img.layer)
+            });
+        }
+        None
+    })
+    .await;
+    let root = Root::new();
+    let puller = root.puller(SLOW);
+    let err = puller.pull(&reference(&mock)).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Http { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&img.layer_digest.to_string()),
+        "{err}"
+    );
+    let content = root.content();
+    assert!(!content.contains(&img.layer_digest));
+    assert_eq!(
+        root.ingests(),
+        1,
+        "the partial download is kept for resuming"
+    );
+
+    // The registry recovers: the next pull resumes from what was kept.
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let before = mock.requests().len();
+    let image = puller.pull(&reference(&mock)).await.unwrap();
+    assert_eq!(image.manifest_digest, img.manifest_digest);
+    let ranged: Vec<String> = mock.requests()[before..]
+        .iter()
+        .filter_map(|r| r.headers.get("range").cloned())
+        .collect();
+    assert_eq!(ranged, vec![format!("bytes={cut}-")]);
+    assert_eq!(root.ingests(), 0);
+
+    // Without the recovery, clean_ingests removes the leftover.
+    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    let root = Root::new();
+    root.puller(SLOW).pull(&reference(&mock)).await.unwrap_err();
+    assert_eq!(root.ingests(), 1);
+    root.assert_consistent(&[&img.manifest_digest, &img.config_digest]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_naming_a_missing_blob_is_a_404() {
+    let img = Arc::new(test_image());
+    let missing = Digest::of(b"a layer nobody pushed");
+    let broken = Arc::new(img.with_manifest(|m| {
+        m["layers"][0]["digest"] = missing.to_string().into();
+    }));
+    let mock = serve(broken.clone(), |_, _| None).await;
+    let root = Root::new();
+    let err = root.puller(SLOW).pull(&reference(&mock)).await.unwrap_err();
+    match &err {
+        RegistryError::Status {
+            status, url, body, ..
+        } => {
+            assert_eq!(status.as_u16(), 404);
+            assert!(url.contains(&missing.to_string()), "{url}");
+            assert!(body.contains("BLOB_UNKNOWN"), "{body}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(root.ingests(), 0, "no empty ingest file left");
+    root.assert_consistent(&[&broken.manifest_digest, &img.config_digest]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_reported_with_their_body() {
+    let img = Arc::new(test_image());
+    // Everything fails.
+    let mock = serve(img.clone(), |_, _| {
+        Some(resp(500, &[], b"storage backend down"))
+    })
+    .await;
+    let root = Root::new();
+    let err = root.puller(SLOW).pull(&reference(&mock)).await.unwrap_err();
+    match &err {
+        RegistryError::Status { status, body, .. } => {
+            assert_eq!(status.as_u16(), 500);
+            assert_eq!(body, "storage backend down");
+        }
+        other => panic!("{other}"),
+    }
+    root.assert_consistent(&[]);
+
+    // Only the layer fails.
+    let mock = serve(img.clone(), |req, img| {
+        (req.path == format!("/v2/x/y/blobs/{}", img.layer_digest))
+            .then(|| resp(500, &[], b"layer storage down"))
+    })
+    .await;
+    let root = Root::new();
+    let err = root.puller(SLOW).pull(&reference(&mock)).await.unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Status { status, .. } if status.as_u16() == 500),
+        "{err}"
+    );
+    assert!(err.to_string().contains("layer storage down"), "{err}");
+    assert_eq!(root.ingests(), 0);
+    root.assert_consistent(&[&img.manifest_digest, &img.config_digest]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_hangs_times_out() {
+    let img = Arc::new(test_image());
+    let timeout = std::time::Duration::from_millis(300);
+    // Never answers the manifest request.
+    let mock = serve(img.clone(), |req, _| {
+        req.path.contains("/manifests/").then(|| Resp {
+            stall: Some(Stall::BeforeHeaders),
+            ..resp(200, &[], b"")
+        })
+    })
+    .await;
+    let root = Root::new();
+    let started = std::time::Instant::now();
+    let err = root
+        .puller(timeout)
+        .pull(&reference(&mock))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    match &err {
+        RegistryError::Http { source, .. } => assert!(source.is_timeout(), "{err}: {source:?}"),
+        other => panic!("{other}"),
+    }
+    root.assert_consistent(&[]);
+
+    // Stops sending in the middle of the layer, every time.
+    let mock = serve(img.clone(), |req, img| {
+        (req.path == format!("/v2/x/y/blobs/{}", img.layer_digest)).then(|| Resp {
+            stall: Some(Stall::AfterBody(1000)),
+            ..resp(200, &[], &img.layer)
+        })
+    })
+    .await;
+    let root = Root::new();
+    let started = std::time::Instant::now();
+    let err = root
+        .puller(timeout)
+        .pull(&reference(&mock))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(matches!(err, RegistryError::Http { .. }), "{err}");
+    assert!(!root.content().contains(&img.layer_digest));
+    root.assert_consistent(&[&img.manifest_digest, &img.config_digest]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_media_types_are_refused_before_fetching_blobs() {
+    let img = Arc::new(test_image());
+    let cases: Vec<(TestImage, &str)> = vec![
+        (
+            img.with_manifest(|m| m["mediaType"] = "application/vnd.example.thing.v1+json".into()),
+            "unsupported manifest media type",
+        ),
+        (
+            img.with_manifest(|m| {
+                m["config"]["mediaType"] = "application/vnd.cncf.helm.config.v1+json".into()
+            }),
+            "not a container image config",
+        ),
+        (
+            img.with_manifest(|m| {
+                m["layers"][0]["mediaType"] =
+                    "application/vnd.cncf.helm.chart.content.v1.tar+gzip".into()
+            }),
+            "not a container image layer",
+        ),
+    ];
+    for (i, (odd, message)) in cases.into_iter().enumerate() {
+        let odd = Arc::new(odd);
+        let mock = serve(odd.clone(), |_, _| None).await;
+        let root = Root::new();
+        let err = root.puller(SLOW).pull(&reference(&mock)).await.unwrap_err();
+        assert!(err.to_string().contains(message), "case {i}: {err}");
+        assert!(
+            !mock.requests().iter().any(|r| r.path.contains("/blobs/")),
+            "case {i}: fetched a blob"
+        );
+        // An unsupported manifest is not even stored; a refused image's manifest is
+        // verified and may stay (gc removes it).
+        let allowed: &[&Digest] = if i == 0 { &[] } else { &[&odd.manifest_digest] };
+        root.assert_consistent(allowed);
+    }
 }

@@ -490,3 +490,148 @@ async fn pull_unpack_mount_from_a_local_registry() {
 fn puller_for(root: &DataRoot) -> Puller {
     puller(root.path())
 }
+
+/// Three layers, gzip, zstd and plain (gzipped by skopeo on push), the upper two deleting with whiteouts and
+/// replacing a directory with an opaque marker; pushed with skopeo, pulled, mounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whiteouts_and_opaque_dirs_across_gzip_zstd_and_plain_layers() {
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    fs::create_dir_all(layout.path().join("blobs/sha256")).unwrap();
+    fs::write(
+        layout.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    use tar::EntryType::{Directory as D, Regular as F};
+    let layer = |entries: &[(&str, tar::EntryType, &[u8])]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mode = if *kind == D { 0o755 } else { 0o644 };
+            tar_entry(&mut b, path, *kind, mode, data, None);
+        }
+        b.into_inner().unwrap()
+    };
+    let base = layer(&[
+        ("a/", D, b""),
+        ("a/keep", F, b"keep"),
+        ("a/gone", F, b"gone"),
+        ("d/", D, b""),
+        ("d/old1", F, b"old1"),
+        ("d/sub/", D, b""),
+        ("d/sub/old2", F, b"old2"),
+        ("f", F, b"file f"),
+    ]);
+    let middle = layer(&[
+        ("a/", D, b""),
+        ("a/.wh.gone", F, b""),
+        ("d/", D, b""),
+        ("d/.wh..wh..opq", F, b""),
+        ("d/new", F, b"new"),
+        ("g", F, b"g"),
+    ]);
+    let top = layer(&[(".wh.f", F, b""), ("a/", D, b""), ("a/added", F, b"added")]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&base).unwrap();
+    let blobs = [
+        (
+            gz.finish().unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (
+            zstd::encode_all(&middle[..], 3).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+        (top.clone(), "application/vnd.oci.image.layer.v1.tar"),
+    ];
+    let diff_ids: Vec<Digest> = [&base, &middle, &top]
+        .iter()
+        .map(|t| Digest::of(t))
+        .collect();
+    let mut descriptors = Vec::new();
+    for (blob, media_type) in &blobs {
+        let d = write_blob(layout.path(), blob);
+        descriptors.push(serde_json::json!({"mediaType": media_type, "digest": d.to_string(), "size": blob.len()}));
+    }
+    let config_json = serde_json::json!({
+        "architecture": Platform::host().architecture, "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}
+    })
+    .to_string();
+    let config = write_blob(layout.path(), config_json.as_bytes());
+    let manifest_json = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_json.len()},
+        "layers": descriptors
+    })
+    .to_string();
+    let manifest = write_blob(layout.path(), manifest_json.as_bytes());
+    fs::write(
+        layout.path().join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest.to_string(),
+             "size": manifest_json.len(), "annotations": {"org.opencontainers.image.ref.name": "v1"}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    registry.push(layout.path(), "v1", "test/layers", false);
+
+    let root = DataRoot::new();
+    let reference = Reference::parse(&format!("{}/test/layers:v1", registry.host())).unwrap();
+    let image = puller(root.path()).pull(&reference).await.unwrap();
+    // skopeo gzips the plain layer on the way to a registry (so the manifest differs
+    // from the layout's); the zstd layer goes as it is.
+    let types: Vec<&str> = image
+        .manifest
+        .layers
+        .iter()
+        .map(|l| l.media_type.as_str())
+        .collect();
+    assert_eq!(
+        types[..2],
+        [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        ]
+    );
+    assert_eq!(image.config.rootfs.diff_ids, diff_ids);
+    assert_eq!(image.layers.len(), 3);
+    let layers = LayerStore::open(root.path()).unwrap();
+    // In the lower dirs: overlay whiteouts (0/0 char devices) and the opaque xattr.
+    let middle_dir = layers.diff_path(&image.layers[1]);
+    let wh = fs::symlink_metadata(middle_dir.join("a/gone")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &wh.file_type()
+    ));
+    let mut opaque = [0u8; 4];
+    let n =
+        rustix::fs::getxattr(middle_dir.join("d"), "trusted.overlay.opaque", &mut opaque).unwrap();
+    assert_eq!(&opaque[..n], b"y");
+    assert!(!middle_dir.join("d/.wh..wh..opq").exists());
+
+    let snapshotter = Snapshotter::new(layers).unwrap();
+    snapshotter.create("ctr", &image.layers).unwrap();
+    let merged = snapshotter.mount("ctr").unwrap();
+    let read = |p: &str| fs::read_to_string(merged.join(p)).ok();
+    let exists = |p: &str| fs::symlink_metadata(merged.join(p)).is_ok();
+    assert_eq!(read("a/keep").as_deref(), Some("keep"));
+    assert!(!exists("a/gone"), "whited out in the zstd layer");
+    assert_eq!(read("a/added").as_deref(), Some("added"));
+    assert!(
+        !exists("d/old1") && !exists("d/sub"),
+        "the opaque dir hides the base's d/"
+    );
+    assert_eq!(read("d/new").as_deref(), Some("new"));
+    let mut listed: Vec<String> = fs::read_dir(merged.join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, vec!["new"]);
+    assert!(!exists("f"), "whited out in the plain layer");
+    assert_eq!(read("g").as_deref(), Some("g"));
+    snapshotter.remove("ctr").unwrap();
+    assert!(root.mounts_below().is_empty());
+}
