@@ -47,6 +47,17 @@ pub fn send_fd(socket: RawFd, fd: &OwnedFd, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The whole terminal setup of a container process: a pty of its own, the master sent to
+/// the console socket, the slave as stdio and controlling terminal. Returns the slave's path.
+pub fn take_terminal(socket: RawFd, size: Option<&oci_spec::runtime::Box>) -> Result<String> {
+    let size = size.map(|b| (b.height() as u16, b.width() as u16));
+    let (master, slave) = open_pty(size)?;
+    send_fd(socket, &master, &slave)?;
+    drop(master);
+    attach_slave(&slave)?;
+    Ok(slave)
+}
+
 /// Makes the slave the caller's stdio and controlling terminal.
 pub fn attach_slave(slave_path: &str) -> Result<()> {
     let slave = nix::fcntl::open(slave_path, OFlag::O_RDWR, nix::sys::stat::Mode::empty())

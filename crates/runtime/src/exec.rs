@@ -252,14 +252,7 @@ fn child_run(ctx: &ExecChild) -> Result<std::convert::Infallible> {
     let process = ctx.process;
     if let Some(sock) = &ctx.console {
         nix::unistd::setsid().context("setsid")?;
-        let size = process
-            .console_size()
-            .as_ref()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        let (master, slave) = console::open_pty(size)?;
-        console::send_fd(sock.as_raw_fd(), &master, &slave)?;
-        drop(master);
-        console::attach_slave(&slave)?;
+        console::take_terminal(sock.as_raw_fd(), process.console_size().as_ref())?;
     }
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();

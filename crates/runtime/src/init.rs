@@ -151,14 +151,7 @@ fn run(ctx: &InitContext, start_conn: &mut Option<OwnedFd>) -> Result<std::conve
     rootfs::pivot(&ctx.bundle.rootfs, ctx.no_pivot)?;
     apply_sysctls(spec)?;
     if let Some(sock) = &ctx.console_socket {
-        let size = process
-            .console_size()
-            .as_ref()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        let (master, slave) = console::open_pty(size)?;
-        console::send_fd(sock.as_raw_fd(), &master, &slave)?;
-        drop(master);
-        console::attach_slave(&slave)?;
+        let slave = console::take_terminal(sock.as_raw_fd(), process.console_size().as_ref())?;
         console::bind_console(&slave)?;
     }
     // runc makes a missing cwd (as root, before the root may turn read-only); images whose
