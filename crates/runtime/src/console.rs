@@ -6,9 +6,12 @@
 use crate::error::{Context, Result};
 use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt, Winsize};
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-use std::io::IoSlice;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
 
@@ -95,4 +98,42 @@ pub fn bind_console(slave_path: &str) -> Result<()> {
         None::<&str>,
     )
     .context("binding the pty over /dev/console")
+}
+
+/// A connected pair for callers that take the terminal themselves (foreground `run` and
+/// `exec`, the shim): the second end goes to `create_with_console`, the first to
+/// [`receive_pty`].
+pub fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair for the terminal")
+}
+
+/// Receives the pty master a container process sends over the console socket.
+pub fn receive_pty(sock: &OwnedFd) -> Result<OwnedFd> {
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("receiving the container's terminal")?;
+    for c in msg.cmsgs().context("reading control messages")? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel installed this descriptor for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(crate::Error::Init(
+        "the container did not send its terminal".into(),
+    ))
 }

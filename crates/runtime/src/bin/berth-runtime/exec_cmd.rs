@@ -29,9 +29,9 @@ pub fn exec_cmd(root: &StateRoot, a: ExecArgs) -> Result<i32> {
     }
     let sfd = foreground::block_signals()?;
     if terminal && a.console_socket.is_none() {
-        let (ours, theirs) = foreground::console_pair()?;
+        let (ours, theirs) = berth_runtime::console::socket_pair()?;
         let pid = exec::exec(root, &a.id, &opts, Some(theirs))?;
-        let master = foreground::receive_pty(&ours)?;
+        let master = berth_runtime::console::receive_pty(&ours).map_err(anyhow::Error::from)?;
         return foreground::supervise(pid, &sfd, Some(&master));
     }
     let pid = exec::exec(root, &a.id, &opts, None)?;

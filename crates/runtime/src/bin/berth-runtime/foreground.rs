@@ -6,14 +6,10 @@ use anyhow::{Context as _, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 const FORWARDED: &[Signal] = &[
     Signal::SIGINT,
@@ -37,18 +33,6 @@ pub fn block_signals() -> Result<SignalFd> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
         .context("blocking signals")?;
     SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).context("signalfd")
-}
-
-/// A connected pair: give `theirs` to the runtime as the console socket, then call
-/// `receive_pty` on `ours`.
-pub fn console_pair() -> Result<(OwnedFd, OwnedFd)> {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .context("socketpair for the terminal")
 }
 
 /// Supervises `pid` until it exits; with `pty`, our terminal is raw for the duration.
@@ -143,29 +127,6 @@ fn write_all(fd: BorrowedFd, mut data: &[u8]) {
             Err(_) => return,
         }
     }
-}
-
-/// Receives the pty master the init sends over the console socket.
-pub fn receive_pty(sock: &OwnedFd) -> Result<OwnedFd> {
-    let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .context("receiving the container's terminal")?;
-    for c in msg.cmsgs().context("reading control messages")? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel installed this descriptor for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    anyhow::bail!("the container did not send its terminal")
 }
 
 /// Gives the container's terminal the size of ours.

@@ -23,9 +23,9 @@ pub fn run(root: &StateRoot, opts: &CreateOptions, detach: bool, keep: bool) -> 
             .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
             .unwrap_or(false);
     let (container, pty) = if wants_tty {
-        let (ours, theirs) = foreground::console_pair()?;
+        let (ours, theirs) = berth_runtime::console::socket_pair()?;
         let c = launcher::create_with_console(root, opts, theirs)?;
-        match foreground::receive_pty(&ours) {
+        match berth_runtime::console::receive_pty(&ours).map_err(anyhow::Error::from) {
             Ok(m) => (c, Some(m)),
             Err(e) => {
                 let _ = lifecycle::delete(root, &opts.id, true);
