@@ -1,0 +1,106 @@
+//! berthd: the berth daemon. Serves the Docker Engine API on a Unix socket.
+
+mod api_server;
+mod config;
+mod host_facts;
+mod metadata_store;
+mod router;
+mod system_routes;
+
+use std::io::IsTerminal;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+use crate::api_server::{ApiSocket, DaemonState};
+use crate::config::Args;
+use crate::host_facts::HostFacts;
+use crate::metadata_store::MetadataStore;
+use crate::system_routes::SystemFacts;
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&args.log_level));
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(err) => {
+            eprintln!("berthd: invalid --log-level {:?}: {err}", args.log_level);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    // Colour only on a terminal: journald and log files get plain text.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("berthd: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let socket_path = args.socket_path()?;
+    create_root(&args.data_root, "--data-root")?;
+    create_root(&args.exec_root, "--exec-root")?;
+    let store = MetadataStore::open(&args.data_root)?;
+    let engine_id = store.engine_id()?;
+    tracing::info!(
+        version = system_routes::DAEMON_VERSION,
+        data_root = %args.data_root.display(),
+        exec_root = %args.exec_root.display(),
+        schema = store.schema_version()?,
+        "starting berthd"
+    );
+    let state = Arc::new(DaemonState {
+        facts: SystemFacts {
+            host: HostFacts::gather(),
+            engine_id,
+            data_root: args.data_root.clone(),
+        },
+        store: Arc::new(Mutex::new(store)),
+    });
+
+    // Two worker threads: the daemon's work is I/O and SQLite; more threads only cost RSS.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let socket = ApiSocket::bind(&socket_path).await?;
+        let shutdown = async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "shutting down");
+        };
+        socket.serve(state, shutdown).await;
+        anyhow::Ok(())
+    })?;
+    tracing::info!("berthd stopped");
+    Ok(())
+}
+
+/// Creates a root directory (0711, like dockerd's) if missing, with an error that names
+/// the flag to change.
+fn create_root(path: &Path, flag: &str) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(path)
+        .with_context(|| format!("cannot create {flag} {}", path.display()))
+}

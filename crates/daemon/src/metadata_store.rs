@@ -1,0 +1,252 @@
+//! The daemon's metadata database: SQLite in WAL mode at `<data-root>/berthd.db`.
+//!
+//! Every change is one transaction, so a crash leaves either the old state or the new one
+//! (DESIGN.md, "State on disk"). The schema is versioned in `schema_version` and brought
+//! up to date at open by `migrate`, also in one transaction.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use thiserror::Error;
+
+/// The file name inside the data root.
+pub const DB_FILE: &str = "berthd.db";
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Append only: a released
+/// migration is never edited, or databases that already ran it would silently differ.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema. `config` holds the JSON the daemon needs to recreate the object.
+    r#"
+    CREATE TABLE engine (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    -- A random UUID, stable across restarts: `docker info`'s ID.
+    INSERT INTO engine (key, value) VALUES ('id', lower(
+        hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||
+        substr(hex(randomblob(2)), 2) || '-' ||
+        substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' ||
+        hex(randomblob(6))));
+    CREATE TABLE containers (
+        id      TEXT PRIMARY KEY,
+        name    TEXT NOT NULL UNIQUE,
+        created INTEGER NOT NULL,
+        config  TEXT NOT NULL
+    );
+    -- name is NULL for an untagged (dangling) image.
+    CREATE TABLE images (
+        id      TEXT PRIMARY KEY,
+        name    TEXT UNIQUE,
+        created INTEGER NOT NULL,
+        config  TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot open the metadata database {path}: {source} (is --data-root writable, and on a local filesystem?)")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the metadata database {path} cannot use WAL journaling (journal_mode is {mode:?}); put --data-root on a local filesystem")]
+    NoWal { path: PathBuf, mode: String },
+    #[error("the metadata database {path} has schema version {found}, newer than this berthd's {SCHEMA_VERSION}: it was written by a newer berthd; run that one, or restore a backup")]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("cannot migrate the metadata database {path} to schema version {to}: {source}")]
+    Migrate {
+        path: PathBuf,
+        to: u32,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("metadata database query failed: {0}")]
+    Query(#[from] rusqlite::Error),
+}
+
+/// Numbers `/info` reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub containers: i64,
+    pub images: i64,
+}
+
+/// An open, migrated database. One connection: SQLite serializes writers anyway, and the
+/// daemon's writes are small.
+#[derive(Debug)]
+pub struct MetadataStore {
+    conn: Connection,
+}
+
+impl MetadataStore {
+    /// Opens (creating if needed) `<data_root>/berthd.db`, switches it to WAL and migrates it.
+    pub fn open(data_root: &Path) -> Result<Self, StoreError> {
+        let path = data_root.join(DB_FILE);
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(open_err)?;
+        // Another process (a second berthd, a sqlite3 shell) may hold the lock briefly.
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        // WAL: readers do not block the writer, and a commit is one append. The pragma
+        // answers with the mode actually in effect (e.g. "delete" on filesystems without
+        // shared memory), so check it rather than assume.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NoWal { path, mode });
+        }
+        // In WAL mode NORMAL keeps every commit atomic and the file consistent after a
+        // crash; only the last commits before a power loss may be rolled back.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        migrate(&mut conn, &path)?;
+        Ok(Self { conn })
+    }
+
+    /// The schema version recorded in the database.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(read_version(&self.conn)?)
+    }
+
+    /// The engine's stable ID (`docker info`'s `ID`).
+    pub fn engine_id(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM engine WHERE key = 'id'", [], |row| {
+                row.get(0)
+            })?)
+    }
+
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT (SELECT count(*) FROM containers), (SELECT count(*) FROM images)",
+            [],
+            |row| {
+                Ok(Counts {
+                    containers: row.get(0)?,
+                    images: row.get(1)?,
+                })
+            },
+        )?)
+    }
+}
+
+fn read_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+        .optional()
+        .map(|v| v.unwrap_or(0))
+}
+
+/// Brings the schema to `SCHEMA_VERSION` in one IMMEDIATE transaction (taking the write
+/// lock up front, so two daemons starting at once cannot both migrate). Returns the
+/// version the database had before.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<u32, StoreError> {
+    let migrate_err = |to, source| StoreError::Migrate {
+        path: path.to_owned(),
+        to,
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| migrate_err(SCHEMA_VERSION, e))?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(|e| migrate_err(SCHEMA_VERSION, e))?;
+    let before = read_version(&tx).map_err(|e| migrate_err(SCHEMA_VERSION, e))?;
+    if before > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: before,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(before as usize) {
+        let to = index as u32 + 1;
+        tx.execute_batch(sql).map_err(|e| migrate_err(to, e))?;
+        tracing::info!(path = %path.display(), to, "migrated metadata schema");
+    }
+    if before != SCHEMA_VERSION {
+        tx.execute("DELETE FROM schema_version", [])
+            .and_then(|_| {
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [SCHEMA_VERSION],
+                )
+            })
+            .map_err(|e| migrate_err(SCHEMA_VERSION, e))?;
+    }
+    tx.commit().map_err(|e| migrate_err(SCHEMA_VERSION, e))?;
+    Ok(before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_migrates_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(dir.path()).expect("open");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        let id = store.engine_id().expect("id");
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(store.counts().expect("counts"), Counts::default());
+        drop(store);
+
+        let store = MetadataStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.engine_id().expect("id"),
+            id,
+            "the ID is stable across restarts"
+        );
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn container_names_are_unique() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(dir.path()).expect("open");
+        let insert = |id: &str| {
+            store.conn.execute(
+                "INSERT INTO containers (id, name, created, config) VALUES (?1, 'web', 0, '{}')",
+                [id],
+            )
+        };
+        insert("a").expect("first");
+        assert!(insert("b").is_err());
+        assert_eq!(store.counts().expect("counts").containers, 1);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(MetadataStore::open(dir.path()).expect("open"));
+        let conn = Connection::open(dir.path().join(DB_FILE)).expect("raw open");
+        conn.execute("UPDATE schema_version SET version = 99", [])
+            .expect("bump");
+        drop(conn);
+        let err = MetadataStore::open(dir.path()).expect_err("newer schema");
+        assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn open_errors_name_the_path() {
+        let err = MetadataStore::open(Path::new("/nonexistent/berth")).expect_err("no dir");
+        let msg = err.to_string();
+        assert!(msg.contains("/nonexistent/berth/berthd.db"), "{msg}");
+    }
+}
