@@ -94,8 +94,10 @@ fn wait_loop(pid: Pid, sfd: &SignalFd, pty: Option<&OwnedFd>) -> Result<i32> {
                     if let Some(m) = pty {
                         copy_winsize(m);
                     }
-                } else if signo != libc::SIGCHLD {
-                    // SAFETY: kill(2) to forward a signal to our own child.
+                } else if signo != libc::SIGCHLD && exit.is_none() {
+                    // Only while the child is unreaped: after waitpid its pid may already
+                    // belong to someone else.
+                    // SAFETY: kill(2) to forward a signal to our own, unreaped child.
                     unsafe { libc::kill(pid.as_raw(), signo) };
                 }
             }
