@@ -470,7 +470,13 @@ fn run_with_fd3(
     // SAFETY: dup2 between fork and exec, on descriptors this process owns.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
+            // dup2 onto itself would keep close-on-exec set: clear it instead.
+            let ret = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if ret < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
