@@ -16,6 +16,8 @@ mod hierarchy;
 pub mod placement;
 pub mod resources;
 pub mod stats;
+#[cfg(test)]
+mod test_fixture;
 mod v1_limits;
 mod v2_limits;
 

@@ -787,52 +787,10 @@ pub fn blkio_asks(b: &LinuxBlockIo) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::resources::Write;
     use super::*;
     use std::fs;
-    use std::path::PathBuf;
 
-    /// A directory of fixture files standing in for a cgroup.
-    pub struct Fixture(PathBuf);
-    impl Fixture {
-        pub fn new(files: &[(&str, &str)]) -> Fixture {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!("berth-v1-{}-{n}", std::process::id()));
-            fs::create_dir_all(dir.join("child")).unwrap();
-            for (f, v) in files {
-                fs::write(dir.join("child").join(f), v).unwrap();
-            }
-            Fixture(dir)
-        }
-        pub fn dir(&self) -> PathBuf {
-            self.0.join("child")
-        }
-        pub fn parent_file(&self, f: &str, v: &str) {
-            fs::write(self.0.join(f), v).unwrap();
-        }
-    }
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn writes(steps: &[Step]) -> Vec<(String, String)> {
-        steps
-            .iter()
-            .map(|s| match s {
-                Step::Write {
-                    write: Write { file, value, .. },
-                    ..
-                } => (
-                    file.file_name().unwrap().to_string_lossy().into_owned(),
-                    value.clone(),
-                ),
-                Step::DeviceFilter { .. } => ("<bpf>".into(), String::new()),
-            })
-            .collect()
-    }
+    use super::super::test_fixture::{writes, Fixture};
 
     fn mem(json: &str) -> LinuxMemory {
         serde_json::from_str(json).unwrap()

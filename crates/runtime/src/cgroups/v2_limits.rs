@@ -399,48 +399,11 @@ pub fn unified(ctl: &Controllers<'_>, unified: &HashMap<String, String>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::super::hierarchy::Mount;
-    use super::super::resources::Write;
     use super::*;
     use std::fs;
     use std::path::PathBuf;
 
-    struct Fixture(PathBuf);
-    impl Fixture {
-        fn new(files: &[(&str, &str)]) -> Fixture {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!("berth-v2-{}-{n}", std::process::id()));
-            fs::create_dir_all(dir.join("c")).unwrap();
-            for (f, v) in files {
-                fs::write(dir.join("c").join(f), v).unwrap();
-            }
-            Fixture(dir)
-        }
-        fn dir(&self) -> PathBuf {
-            self.0.join("c")
-        }
-    }
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn writes(steps: &[Step]) -> Vec<(String, String)> {
-        steps
-            .iter()
-            .map(|s| match s {
-                Step::Write {
-                    write: Write { file, value, .. },
-                    ..
-                } => (
-                    file.file_name().unwrap().to_string_lossy().into_owned(),
-                    value.clone(),
-                ),
-                Step::DeviceFilter { .. } => ("<bpf>".into(), String::new()),
-            })
-            .collect()
-    }
+    use super::super::test_fixture::{writes, Fixture};
 
     #[test]
     fn conversions_match_runc() {
