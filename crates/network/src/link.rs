@@ -244,6 +244,23 @@ impl Netlink {
             .ok_or_else(|| LinkError::NotFound(name.to_string()))
     }
 
+    /// Every link in this namespace: name, index, kind and bridge master. Used by crash
+    /// recovery to find veths that no recorded container owns.
+    pub fn links(&mut self) -> Result<Vec<LinkSummary>> {
+        let answers = self.request(
+            "list links",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            netlink_packet_core::NLM_F_DUMP,
+        )?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(LinkSummary::from_message(l)),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The MAC address of a link.
     pub fn link_mac(&mut self, index: u32) -> Result<Option<Vec<u8>>> {
         let mut msg = LinkMessage::default();
@@ -458,6 +475,44 @@ impl Netlink {
     }
 }
 
+/// One link as [`Netlink::links`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSummary {
+    pub index: u32,
+    pub name: String,
+    /// `Some(true)` for a veth, `Some(false)` for any other kind the kernel named, `None`
+    /// when it named none (e.g. `lo`).
+    pub is_veth: Option<bool>,
+    /// The index of the bridge this link is a port of.
+    pub master: Option<u32>,
+}
+
+impl LinkSummary {
+    fn from_message(l: LinkMessage) -> Self {
+        let mut out = LinkSummary {
+            index: l.header.index,
+            name: String::new(),
+            is_veth: None,
+            master: None,
+        };
+        for a in l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => out.name = n,
+                LinkAttribute::Controller(m) => out.master = Some(m),
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let LinkInfo::Kind(k) = i {
+                            out.is_veth = Some(k == InfoKind::Veth);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// A bridge network as the link layer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeConfig {
@@ -508,11 +563,13 @@ pub struct ContainerLink {
     pub address: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
+    /// The container end's MAC; `None` leaves the kernel's random one.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Connects the namespace `netns` to `bridge`: a veth pair whose peer is created inside the
 /// namespace as `container_ifname`, with its address, the default route via the gateway,
-/// and `lo` up; the host end joins the bridge (in hairpin mode) and goes up. On failure the veth is deleted.
+/// `lo` up and the MAC if one is given; the host end joins the bridge (in hairpin mode) and goes up. On failure the veth is deleted.
 pub fn attach_container(
     nl: &mut Netlink,
     netns: &NetnsRef,
@@ -527,6 +584,10 @@ pub fn attach_container(
         let lo = inside.require_index("lo")?;
         inside.set_up(lo)?;
         let eth = inside.require_index(&link.container_ifname)?;
+        if let Some(mac) = link.mac {
+            // Set while the link is still down: not every driver takes a live change.
+            inside.set_mac(eth, mac.to_vec())?;
+        }
         inside.add_address(eth, link.address, link.prefix_len)?;
         inside.set_up(eth)?;
         inside.add_default_route(link.gateway, eth)?;

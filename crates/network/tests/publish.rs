@@ -22,7 +22,7 @@ use berth_network::link::{
     Netlink, NetnsRef,
 };
 use berth_network::port_spec::{parse, reserve};
-use common::{run_ok, LinkGuard, TestNetns};
+use common::{iptables_nft_tables, run_ok, ChainsGuard, LinkGuard, TableGuard, TestNetns};
 
 /// Enters `netns` on the current thread (only for threads this test owns).
 fn enter(netns: &Path) {
@@ -92,19 +92,6 @@ fn fetch(netns: Option<PathBuf>, addr: SocketAddr) -> Option<String> {
     .flatten()
 }
 
-/// Deletes the test's nft table on drop and checks it is gone.
-struct TableGuard(String);
-
-impl Drop for TableGuard {
-    fn drop(&mut self) {
-        let _ = common::run("nft", &["delete", "table", "inet", &self.0]);
-        let out = common::run("nft", &["list", "table", "inet", &self.0]);
-        if out.status.success() {
-            common::cleanup_failed(format!("nft table inet {} still exists", self.0));
-        }
-    }
-}
-
 fn nft_table_text(table: &str) -> String {
     let out = common::run("nft", &["list", "table", "inet", table]);
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -118,55 +105,6 @@ fn published_ports_end_to_end_nftables() {
     let fw = NftablesDriver::with_table(&table).expect("driver");
     end_to_end(&fw, &|| nft_table_text(&table));
     assert_eq!(fw.list_rules().expect("list"), vec![], "table left behind");
-}
-
-/// The `ip filter|raw|nat` nftables tables that exist now (iptables-nft makes them on first use).
-fn iptables_nft_tables() -> Vec<String> {
-    let out = common::run("nft", &["list", "tables"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("table ip "))
-        .filter(|t| ["filter", "raw", "nat"].contains(t))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Removes the test's iptables chains (and jumps) on drop and checks none is left; the
-/// `ip filter/raw/nat` tables iptables-nft made for this test go too, if they hold no rule
-/// (tables that existed before, or that someone filled meanwhile, are left alone).
-struct ChainsGuard(String, Vec<String>);
-
-impl Drop for ChainsGuard {
-    fn drop(&mut self) {
-        if let Ok(fw) = IptablesDriver::with_prefix(&self.0) {
-            let _ = fw.cleanup_all(&[], &[]);
-        }
-        for t in iptables_nft_tables() {
-            if self.1.contains(&t) {
-                continue;
-            }
-            let listing = common::run("nft", &["list", "table", "ip", &t]);
-            let text = String::from_utf8_lossy(&listing.stdout);
-            let has_rules = text.lines().map(str::trim).any(|l| {
-                !l.is_empty()
-                    && !l.starts_with("table ")
-                    && !l.starts_with("chain ")
-                    && !l.starts_with("type ")
-                    && l != "}"
-            });
-            if !has_rules {
-                common::run("nft", &["delete", "table", "ip", &t]);
-            }
-        }
-        let mut left = String::new();
-        for t in ["filter", "raw", "nat"] {
-            let saved = common::run("iptables-save", &["-t", t]);
-            left.push_str(&String::from_utf8_lossy(&saved.stdout));
-        }
-        if left.contains(&format!("{}-", self.0)) {
-            common::cleanup_failed(format!("iptables chains {}-* left behind", self.0));
-        }
-    }
 }
 
 #[test]
@@ -216,6 +154,7 @@ fn end_to_end(fw: &dyn FirewallDriver, listing: &dyn Fn() -> String) {
             address: ctr_ip,
             prefix_len: subnet.prefix_len(),
             gateway: ipam.gateway(),
+            mac: None,
         },
     )
     .expect("attach container");

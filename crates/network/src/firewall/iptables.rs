@@ -8,8 +8,9 @@
 use std::sync::Mutex;
 
 use super::{
-    check_container_id, check_mappings, ctr_tag, is_orphan, is_plain_name, owner_of,
-    run_with_input, ContainerPorts, FirewallDriver, FirewallError, NetworkFirewall, Owner,
+    check_container_id, check_mappings, container_owners, ctr_tag, is_orphan, is_plain_name,
+    owner_of, run_with_input, ContainerPorts, FirewallDriver, FirewallError, NetworkFirewall,
+    Owner,
 };
 
 /// iptables driver for the chains named `<prefix>-*`.
@@ -231,7 +232,17 @@ impl FirewallDriver for IptablesDriver {
         net.check()?;
         let _g = self.guard();
         let bridge = net.bridge.clone();
-        self.remove_where(|o| matches!(o, Owner::Network(b) if *b == bridge))
+        self.remove_where(|o| matches!(o, Owner::Network(b) if *b == bridge))?;
+        // As the nftables driver drops its table: with no rule of berth's left, the chains
+        // and jumps go too, so the host's packet path has no trace of berth.
+        let left = self
+            .list_rules()?
+            .iter()
+            .any(|l| comment_of(l).as_deref().and_then(owner_of).is_some());
+        if !left {
+            self.remove_chains()?;
+        }
+        Ok(())
     }
 
     fn add_port_mappings(
@@ -274,6 +285,15 @@ impl FirewallDriver for IptablesDriver {
         check_container_id(container_id)?;
         let _g = self.guard();
         self.remove_where(|o| matches!(o, Owner::Container(id) if id == container_id))
+    }
+
+    fn containers(&self) -> Result<Vec<String>, FirewallError> {
+        let comments: Vec<String> = self
+            .list_rules()?
+            .iter()
+            .filter_map(|l| comment_of(l))
+            .collect();
+        Ok(container_owners(comments.iter().map(String::as_str)))
     }
 
     fn cleanup_all(

@@ -88,6 +88,9 @@ pub trait FirewallDriver: Send + Sync {
     ) -> Result<(), FirewallError>;
     /// Removes every rule tagged with this container, whatever it was.
     fn remove_port_mappings(&self, container_id: &str) -> Result<(), FirewallError>;
+    /// The ids of the containers that have rules, each once, for crash recovery to find
+    /// leftovers of containers that are gone.
+    fn containers(&self) -> Result<Vec<String>, FirewallError>;
     /// Removes rules of containers and networks not in the lists (leftovers of a crash);
     /// with both lists empty, removes everything berth added.
     fn cleanup_all(
@@ -120,7 +123,7 @@ fn is_plain_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn check_container_id(id: &str) -> Result<(), FirewallError> {
+pub(crate) fn check_container_id(id: &str) -> Result<(), FirewallError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id
@@ -167,6 +170,19 @@ pub(crate) fn is_orphan(owner: &Owner, known_containers: &[&str], known_networks
         Owner::Container(id) => !known_containers.contains(&id.as_str()),
         Owner::Network(b) => !known_networks.contains(&b.as_str()),
     }
+}
+
+/// The distinct container ids among rule comments, in order of first appearance.
+fn container_owners<'a>(comments: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for c in comments {
+        if let Some(Owner::Container(id)) = owner_of(c) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
 }
 
 /// Checks the mappings before any rule is written: only IPv4 (or all) host addresses.
@@ -236,6 +252,11 @@ mod tests {
         let o = Owner::Container("a".into());
         assert!(!is_orphan(&o, &["a"], &[]));
         assert!(is_orphan(&o, &["b"], &["a"]));
+        let comments = [ctr_tag("a"), net_tag("br"), ctr_tag("b"), ctr_tag("a")];
+        assert_eq!(
+            container_owners(comments.iter().map(String::as_str)),
+            vec!["a".to_string(), "b".to_string()]
+        );
     }
 
     #[test]

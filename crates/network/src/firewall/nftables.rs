@@ -21,8 +21,9 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::{
-    check_container_id, check_mappings, ctr_tag, is_orphan, is_plain_name, owner_of,
-    run_with_input, ContainerPorts, FirewallDriver, FirewallError, NetworkFirewall, Owner,
+    check_container_id, check_mappings, container_owners, ctr_tag, is_orphan, is_plain_name,
+    owner_of, run_with_input, ContainerPorts, FirewallDriver, FirewallError, NetworkFirewall,
+    Owner,
 };
 
 const NFT: &str = "nft";
@@ -292,6 +293,13 @@ impl FirewallDriver for NftablesDriver {
         check_container_id(container_id)?;
         let _g = self.guard();
         self.remove_where(|o| matches!(o, Owner::Container(id) if id == container_id))
+    }
+
+    fn containers(&self) -> Result<Vec<String>, FirewallError> {
+        let rules = self.list_rules()?;
+        Ok(container_owners(
+            rules.iter().filter_map(|r| r.comment.as_deref()),
+        ))
     }
 
     fn cleanup_all(

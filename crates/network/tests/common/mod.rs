@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
+use berth_network::firewall::iptables::IptablesDriver;
+use berth_network::firewall::FirewallDriver;
 use berth_network::ipam;
 use berth_network::link::Netlink;
 use ipnet::Ipv4Net;
@@ -166,4 +168,66 @@ pub fn ping(addr: Ipv4Addr) -> bool {
     )
     .status
     .success()
+}
+
+/// Deletes the test's nft table on drop and checks it is gone.
+pub struct TableGuard(pub String);
+
+impl Drop for TableGuard {
+    fn drop(&mut self) {
+        let _ = run("nft", &["delete", "table", "inet", &self.0]);
+        let out = run("nft", &["list", "table", "inet", &self.0]);
+        if out.status.success() {
+            cleanup_failed(format!("nft table inet {} still exists", self.0));
+        }
+    }
+}
+
+/// The `ip filter|raw|nat` nftables tables that exist now (iptables-nft makes them on first use).
+pub fn iptables_nft_tables() -> Vec<String> {
+    let out = run("nft", &["list", "tables"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("table ip "))
+        .filter(|t| ["filter", "raw", "nat"].contains(t))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes the test's iptables chains (and jumps) on drop and checks none is left; the
+/// `ip filter/raw/nat` tables iptables-nft made for this test go too, if they hold no rule
+/// (tables that existed before, or that someone filled meanwhile, are left alone).
+pub struct ChainsGuard(pub String, pub Vec<String>);
+
+impl Drop for ChainsGuard {
+    fn drop(&mut self) {
+        if let Ok(fw) = IptablesDriver::with_prefix(&self.0) {
+            let _ = fw.cleanup_all(&[], &[]);
+        }
+        for t in iptables_nft_tables() {
+            if self.1.contains(&t) {
+                continue;
+            }
+            let listing = run("nft", &["list", "table", "ip", &t]);
+            let text = String::from_utf8_lossy(&listing.stdout);
+            let has_rules = text.lines().map(str::trim).any(|l| {
+                !l.is_empty()
+                    && !l.starts_with("table ")
+                    && !l.starts_with("chain ")
+                    && !l.starts_with("type ")
+                    && l != "}"
+            });
+            if !has_rules {
+                run("nft", &["delete", "table", "ip", &t]);
+            }
+        }
+        let mut left = String::new();
+        for t in ["filter", "raw", "nat"] {
+            let saved = run("iptables-save", &["-t", t]);
+            left.push_str(&String::from_utf8_lossy(&saved.stdout));
+        }
+        if left.contains(&format!("{}-", self.0)) {
+            cleanup_failed(format!("iptables chains {}-* left behind", self.0));
+        }
+    }
 }
