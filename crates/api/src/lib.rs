@@ -5,7 +5,12 @@
 //! name). The daemon converts these to its own types at the edge; nothing in this crate
 //! knows how a value is computed.
 
+#[cfg(feature = "client")]
+pub mod client;
+pub mod container;
 pub mod error;
+pub mod image;
+pub mod stream;
 pub mod system;
 pub mod version;
 
