@@ -16,7 +16,7 @@ RUNC ?= /usr/sbin/runc
 DEMO_ROOT := /run/berth-demo
 DEMO_ID := berth-demo
 
-.PHONY: all build deps demo lint test conformance oci-probe bench-runtime clean
+.PHONY: all build deps demo lint test conformance oci-probe bench-runtime clean install
 
 all: build
 
@@ -25,6 +25,13 @@ build:
 
 deps:
 	scripts/install-deps.sh
+
+# Binaries to $(PREFIX)/bin, systemd units to /etc/systemd/system, group `berth`.
+# DESTDIR=DIR stages the files there instead (for packages: no group, no daemon-reload).
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: build
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install.sh
 
 # The bundle lives in a temp dir; the trap removes it and the container whatever happens.
 demo: deps build

@@ -10,23 +10,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use berth_api::{ErrorResponse, MAX_API_VERSION};
+use berth_api::MAX_API_VERSION;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, SERVER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use nix::unistd::{chown, Group};
-use serde::Serialize;
 use tokio::net::UnixListener;
 
+use crate::container_manager::ContainerManager;
+use crate::events::EventBus;
+use crate::image_service::ImageService;
 use crate::metadata_store::{Counts, MetadataStore};
+use crate::response::{self, ApiError, Body};
 use crate::router::{route, Endpoint, RouteError};
 use crate::system_routes::{self, SystemFacts, DAEMON_VERSION};
+use crate::{container_routes, image_routes};
 
 /// How long in-flight requests get to finish after SIGTERM before the daemon exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -39,19 +41,26 @@ pub struct DaemonState {
     pub facts: SystemFacts,
     /// A std mutex, used only inside `spawn_blocking`: SQLite calls block.
     pub store: Arc<Mutex<MetadataStore>>,
+    pub events: Arc<EventBus>,
+    pub images: Arc<ImageService>,
+    pub containers: Arc<ContainerManager>,
 }
-
-type Body = Full<Bytes>;
 
 /// The listening socket; removes the socket file when dropped, so that every way out of
 /// the daemon (shutdown, error) cleans up what it created.
 pub struct ApiSocket {
     listener: UnixListener,
     path: PathBuf,
+    /// Whether we bound (and so remove) the socket file. A socket systemd passed us belongs
+    /// to `berthd.socket`: removing it would leave the unit listening on nothing.
+    owned: bool,
 }
 
 impl Drop for ApiSocket {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         match std::fs::remove_file(&self.path) {
             Ok(()) => tracing::debug!(path = %self.path.display(), "removed API socket"),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -63,6 +72,18 @@ impl Drop for ApiSocket {
 }
 
 impl ApiSocket {
+    /// A listening socket inherited from systemd socket activation.
+    pub fn from_systemd(listener: std::os::unix::net::UnixListener, path: &Path) -> Result<Self> {
+        listener
+            .set_nonblocking(true)
+            .context("cannot make the systemd socket non-blocking")?;
+        Ok(Self {
+            listener: UnixListener::from_std(listener).context("cannot use the systemd socket")?,
+            path: path.to_owned(),
+            owned: false,
+        })
+    }
+
     /// Binds `path`: mode 0660, group `berth` when that group exists (else root only).
     /// A leftover socket from a crashed daemon is replaced; a live one is an error, so a
     /// second daemon cannot steal the first one's clients.
@@ -98,6 +119,7 @@ impl ApiSocket {
         let socket = Self {
             listener,
             path: path.to_owned(),
+            owned: true,
         };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
             .with_context(|| format!("cannot chmod {}", path.display()))?;
@@ -116,7 +138,11 @@ impl ApiSocket {
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests
     /// finish (up to `SHUTDOWN_GRACE`) and removes the socket.
     pub async fn serve(self, state: Arc<DaemonState>, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
+        // hyper-util's GracefulShutdown does not take upgradeable connections, so each
+        // connection task watches `stop` itself and holds a clone of `alive`; when every
+        // clone is dropped, `all_done` yields None.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
         tracing::info!(path = %self.path.display(), "API listening");
         loop {
@@ -125,12 +151,25 @@ impl ApiSocket {
                     Ok((stream, _)) => {
                         let state = state.clone();
                         let service = service_fn(move |req| handle(state.clone(), req));
-                        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                        let conn = graceful.watch(conn);
+                        let mut stop = stop_rx.clone();
+                        let alive = alive.clone();
                         tokio::spawn(async move {
-                            if let Err(err) = conn.await {
+                            // Upgrades: attach and exec hijack the connection after a 101.
+                            let conn = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .with_upgrades();
+                            tokio::pin!(conn);
+                            let result = tokio::select! {
+                                r = conn.as_mut() => r,
+                                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                                    conn.as_mut().graceful_shutdown();
+                                    conn.await
+                                }
+                            };
+                            if let Err(err) = result {
                                 tracing::debug!(%err, "connection ended with an error");
                             }
+                            drop(alive);
                         });
                     }
                     Err(err) => {
@@ -145,8 +184,10 @@ impl ApiSocket {
         // Dropping the socket closes the listener and unlinks the path: new clients get
         // ECONNREFUSED/ENOENT at once while the old ones finish.
         drop(self);
+        let _ = stop_tx.send(true);
+        drop(alive);
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            _ = all_done.recv() => tracing::info!("all connections closed"),
             () = tokio::time::sleep(SHUTDOWN_GRACE) => {
                 tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
             }
@@ -160,17 +201,18 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut resp = dispatch(&state, &method, &path).await;
+    let mut resp = dispatch(&state, req).await;
     add_common_headers(&mut resp);
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     Ok(resp)
 }
 
-async fn dispatch(state: &Arc<DaemonState>, method: &Method, path: &str) -> Response<Body> {
-    let routed = match route(method, path) {
+async fn dispatch(state: &Arc<DaemonState>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let routed = match route(&method, req.uri().path()) {
         Ok(routed) => routed,
         Err(err) => {
-            let mut resp = error_response(err.status(), &err.message());
+            let mut resp = response::error(err.status(), &err.message());
             if let RouteError::MethodNotAllowed(methods) = err {
                 let allow = methods
                     .iter()
@@ -184,14 +226,43 @@ async fn dispatch(state: &Arc<DaemonState>, method: &Method, path: &str) -> Resp
             return resp;
         }
     };
-    match routed.endpoint {
-        Endpoint::Ping => ping(method),
-        Endpoint::Version => json_response(StatusCode::OK, &system_routes::version(&state.facts)),
+    let result = match routed.endpoint {
+        Endpoint::Ping => Ok(ping(&method)),
+        Endpoint::Version => Ok(response::json(
+            StatusCode::OK,
+            &system_routes::version(&state.facts),
+        )),
         Endpoint::Info => match counts(state).await {
-            Ok(counts) => json_response(StatusCode::OK, &system_routes::info(&state.facts, counts)),
-            Err(message) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &message),
+            Ok(counts) => Ok(response::json(
+                StatusCode::OK,
+                &system_routes::info(&state.facts, counts),
+            )),
+            Err(message) => Err(ApiError::internal(message)),
         },
-    }
+        Endpoint::Events => system_routes::events(state, &req),
+        Endpoint::ImageCreate
+        | Endpoint::ImageList
+        | Endpoint::ImageInspect
+        | Endpoint::ImageTag
+        | Endpoint::ImageDelete
+        | Endpoint::ImagePush
+        | Endpoint::ImageLoad
+        | Endpoint::ImageSaveOne
+        | Endpoint::ImageSaveMany => image_routes::handle(state, routed, req).await,
+        Endpoint::ContainerCreate
+        | Endpoint::ContainerList
+        | Endpoint::ContainerInspect
+        | Endpoint::ContainerStart
+        | Endpoint::ContainerStop
+        | Endpoint::ContainerKill
+        | Endpoint::ContainerRestart
+        | Endpoint::ContainerWait
+        | Endpoint::ContainerAttach
+        | Endpoint::ContainerResize
+        | Endpoint::ContainerLogs
+        | Endpoint::ContainerDelete => container_routes::handle(state, routed, req).await,
+    };
+    result.unwrap_or_else(Response::from)
 }
 
 /// `GET`/`HEAD /_ping`. The extra headers are the ones the Go client reads from the ping
@@ -200,7 +271,7 @@ async fn dispatch(state: &Arc<DaemonState>, method: &Method, path: &str) -> Resp
 fn ping(method: &Method) -> Response<Body> {
     // dockerd answers HEAD with an empty body and Content-Length 0.
     let body = if method == Method::HEAD { "" } else { "OK" };
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut resp = Response::new(response::full(Bytes::from_static(body.as_bytes())));
     let h = resp.headers_mut();
     h.insert(
         CONTENT_TYPE,
@@ -218,11 +289,22 @@ fn ping(method: &Method) -> Response<Body> {
 
 async fn counts(state: &Arc<DaemonState>) -> Result<Counts, String> {
     let store = state.store.clone();
+    let images = state.images.clone();
     let joined = tokio::task::spawn_blocking(move || {
-        let store = store
+        let mut counts = store
             .lock()
-            .map_err(|_| "metadata store lock poisoned".to_owned())?;
-        store.counts().map_err(|err| err.to_string())
+            .map_err(|_| "metadata store lock poisoned".to_owned())?
+            .counts()
+            .map_err(|err| err.to_string())?;
+        // Images are indexed by the image store, not the metadata database.
+        let index = images.lock_store().map_err(|e| e.message)?;
+        let ids: std::collections::BTreeSet<_> = index
+            .list()
+            .into_iter()
+            .map(|s| s.record.config_digest)
+            .collect();
+        counts.images = ids.len() as i64;
+        Ok(counts)
     })
     .await;
     joined.map_err(|err| format!("metadata query task failed: {err}"))?
@@ -240,34 +322,4 @@ fn add_common_headers(resp: &mut Response<Body>) {
     if let Ok(v) = HeaderValue::from_str(&format!("berth/{DAEMON_VERSION}")) {
         h.insert(SERVER, v);
     }
-}
-
-fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    match serde_json::to_vec(value) {
-        Ok(mut bytes) => {
-            // dockerd ends JSON bodies with a newline (json.Encoder); some scripts expect it.
-            bytes.push(b'\n');
-            let mut resp = Response::new(Full::new(Bytes::from(bytes)));
-            *resp.status_mut() = status;
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
-        }
-        Err(err) => {
-            tracing::error!(%err, "cannot encode a response");
-            let mut resp = Response::new(Full::new(Bytes::from_static(
-                b"{\"message\":\"cannot encode the response\"}\n",
-            )));
-            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
-        }
-    }
-}
-
-/// `{"message": ...}` with `Content-Type: application/json` exactly: the Go client reads
-/// the message only then.
-fn error_response(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(status, &ErrorResponse::new(message))
 }

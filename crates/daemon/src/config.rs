@@ -23,6 +23,19 @@ pub struct Args {
     #[arg(long, default_value = "/run/berth")]
     pub exec_root: PathBuf,
 
+    /// The per-container monitor; default: `berth-shim` next to the berthd binary.
+    #[arg(long)]
+    pub shim_path: Option<PathBuf>,
+
+    /// The default bridge's subnet (e.g. 172.30.0.0/16); default: the first free one of
+    /// berth's candidates, chosen once and kept.
+    #[arg(long)]
+    pub bridge_subnet: Option<String>,
+
+    /// The default bridge's link name.
+    #[arg(long, default_value = "berth0")]
+    pub bridge: String,
+
     /// A tracing filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or directives
     /// such as `berthd=debug,hyper=info`. `RUST_LOG` overrides it when set.
     #[arg(long, default_value = "info")]

@@ -1,11 +1,25 @@
 //! berthd: the berth daemon. Serves the Docker Engine API on a Unix socket.
 
 mod api_server;
+mod clock;
 mod config;
+mod container_logs;
+mod container_manager;
+mod container_names;
+mod container_record;
+mod container_routes;
+mod container_spec;
+mod events;
 mod host_facts;
+mod image_routes;
+mod image_service;
 mod metadata_store;
+mod query;
+mod response;
 mod router;
+mod shim_client;
 mod system_routes;
+mod systemd;
 
 use std::io::IsTerminal;
 use std::os::unix::fs::DirBuilderExt;
@@ -19,9 +33,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::api_server::{ApiSocket, DaemonState};
 use crate::config::Args;
+use crate::container_manager::{ContainerManager, Paths};
+use crate::events::EventBus;
 use crate::host_facts::HostFacts;
+use crate::image_service::ImageService;
 use crate::metadata_store::MetadataStore;
 use crate::system_routes::SystemFacts;
+use berth_network::bridge_network::BridgeNetworkConfig;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
@@ -62,13 +80,58 @@ fn run(args: Args) -> Result<()> {
         schema = store.schema_version()?,
         "starting berthd"
     );
+    let images =
+        Arc::new(ImageService::open(&args.data_root).context("cannot open the image store")?);
+    let store = Arc::new(Mutex::new(store));
+    let events = Arc::new(EventBus::new());
+    let shim_bin = match &args.shim_path {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .context("cannot find berthd's own path")?
+            .with_file_name("berth-shim"),
+    };
+    if !shim_bin.exists() {
+        // Not fatal: the API still serves images and system calls; starts fail clearly.
+        tracing::warn!(
+            "the shim {} does not exist (build it, or give --shim-path): containers cannot start",
+            shim_bin.display()
+        );
+    }
+    let subnet = args
+        .bridge_subnet
+        .as_deref()
+        .map(|s| {
+            s.parse()
+                .with_context(|| format!("--bridge-subnet {s:?} is not an IPv4 CIDR"))
+        })
+        .transpose()?;
+    let containers = ContainerManager::new(
+        Paths {
+            data_root: args.data_root.clone(),
+            exec_root: args.exec_root.clone(),
+            shim_bin,
+        },
+        store.clone(),
+        images.clone(),
+        events.clone(),
+        BridgeNetworkConfig {
+            name: "bridge".to_owned(),
+            bridge: args.bridge.clone(),
+            subnet,
+            state_dir: args.data_root.join("network"),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("cannot load the containers: {}", e.message))?;
     let state = Arc::new(DaemonState {
         facts: SystemFacts {
             host: HostFacts::gather(),
             engine_id,
             data_root: args.data_root.clone(),
         },
-        store: Arc::new(Mutex::new(store)),
+        store,
+        events,
+        images,
+        containers: containers.clone(),
     });
 
     // Two worker threads: the daemon's work is I/O and SQLite; more threads only cost RSS.
@@ -80,13 +143,23 @@ fn run(args: Args) -> Result<()> {
     runtime.block_on(async move {
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let socket = ApiSocket::bind(&socket_path).await?;
+        // Live restore: containers kept running while berthd was away; find their shims
+        // (and the exits that happened meanwhile) before serving.
+        containers.recover().await;
+        let socket = match systemd::listener_from_env().context("socket activation")? {
+            Some(listener) => ApiSocket::from_systemd(listener, &socket_path)?,
+            None => ApiSocket::bind(&socket_path).await?,
+        };
+        if let Err(err) = systemd::notify("READY=1") {
+            tracing::warn!(%err, "cannot notify systemd");
+        }
         let shutdown = async move {
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
             };
             tracing::info!(signal = name, "shutting down");
+            let _ = systemd::notify("STOPPING=1");
         };
         socket.serve(state, shutdown).await;
         anyhow::Ok(())

@@ -10,6 +10,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
+use crate::container_record::ContainerRecord;
+
 /// The file name inside the data root.
 pub const DB_FILE: &str = "berthd.db";
 
@@ -140,6 +142,86 @@ impl MetadataStore {
                 })
             },
         )?)
+    }
+}
+
+/// Why a container could not be recorded.
+#[derive(Debug, Error)]
+pub enum ContainerStoreError {
+    #[error("the container name \"/{name}\" is already in use")]
+    NameInUse { name: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl MetadataStore {
+    /// Records a new container; a taken name fails (the UNIQUE constraint decides, so two
+    /// racing creates cannot both win).
+    pub fn insert_container(&self, record: &ContainerRecord) -> Result<(), ContainerStoreError> {
+        let json = serde_json::to_string(record)
+            .map_err(|e| StoreError::Query(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        let created = chrono::Utc::now().timestamp();
+        match self.conn.execute(
+            "INSERT INTO containers (id, name, created, config) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![record.id, record.name, created, json],
+        ) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(ContainerStoreError::NameInUse {
+                    name: record.name.clone(),
+                })
+            }
+            Err(e) => Err(StoreError::Query(e).into()),
+        }
+    }
+
+    /// Replaces a container's record (same id); the name column follows the record.
+    pub fn update_container(&self, record: &ContainerRecord) -> Result<(), ContainerStoreError> {
+        let json = serde_json::to_string(record)
+            .map_err(|e| StoreError::Query(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        match self.conn.execute(
+            "UPDATE containers SET name = ?2, config = ?3 WHERE id = ?1",
+            rusqlite::params![record.id, record.name, json],
+        ) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(ContainerStoreError::NameInUse {
+                    name: record.name.clone(),
+                })
+            }
+            Err(e) => Err(StoreError::Query(e).into()),
+        }
+    }
+
+    pub fn delete_container(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM containers WHERE id = ?1", [id])?
+            > 0)
+    }
+
+    /// Every container, oldest first. A record that no longer parses is skipped with a
+    /// warning rather than failing every listing.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, config FROM containers ORDER BY created, rowid")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row?;
+            match serde_json::from_str(&json) {
+                Ok(record) => out.push(record),
+                Err(err) => tracing::warn!(%id, %err, "skipping an unreadable container record"),
+            }
+        }
+        Ok(out)
     }
 }
 

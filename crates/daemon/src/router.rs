@@ -4,20 +4,174 @@
 use berth_api::{ApiVersion, UnsupportedVersion, MAX_API_VERSION};
 use hyper::{Method, StatusCode};
 
-/// What the daemon serves.
+/// What the daemon serves. Endpoints on one object take its id or name from the path
+/// ([`Routed::param`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Ping,
     Version,
     Info,
+    Events,
+    ContainerCreate,
+    ContainerList,
+    ContainerInspect,
+    ContainerStart,
+    ContainerStop,
+    ContainerKill,
+    ContainerRestart,
+    ContainerWait,
+    ContainerAttach,
+    ContainerResize,
+    ContainerLogs,
+    ContainerDelete,
+    ImageCreate,
+    ImageList,
+    ImageInspect,
+    ImageTag,
+    ImageDelete,
+    ImagePush,
+    ImageLoad,
+    ImageSaveOne,
+    ImageSaveMany,
 }
 
-/// (path, methods, endpoint). `HEAD /_ping` is what the Go client sends first.
+/// (pattern, methods, endpoint). `{id}` matches one path segment; `{name*}` one or more,
+/// because image names have slashes (`localhost:5000/team/app`), as dockerd's `{name:.*}`.
+/// Literal routes come before patterns that could also match them (`/images/json` before
+/// `/images/{name*}/json`'s neighbours).
 const ROUTES: &[(&str, &[Method], Endpoint)] = &[
     ("/_ping", &[Method::GET, Method::HEAD], Endpoint::Ping),
     ("/version", &[Method::GET], Endpoint::Version),
     ("/info", &[Method::GET], Endpoint::Info),
+    ("/events", &[Method::GET], Endpoint::Events),
+    (
+        "/containers/create",
+        &[Method::POST],
+        Endpoint::ContainerCreate,
+    ),
+    ("/containers/json", &[Method::GET], Endpoint::ContainerList),
+    (
+        "/containers/{id}/json",
+        &[Method::GET],
+        Endpoint::ContainerInspect,
+    ),
+    (
+        "/containers/{id}/start",
+        &[Method::POST],
+        Endpoint::ContainerStart,
+    ),
+    (
+        "/containers/{id}/stop",
+        &[Method::POST],
+        Endpoint::ContainerStop,
+    ),
+    (
+        "/containers/{id}/kill",
+        &[Method::POST],
+        Endpoint::ContainerKill,
+    ),
+    (
+        "/containers/{id}/restart",
+        &[Method::POST],
+        Endpoint::ContainerRestart,
+    ),
+    (
+        "/containers/{id}/wait",
+        &[Method::POST],
+        Endpoint::ContainerWait,
+    ),
+    (
+        "/containers/{id}/attach",
+        &[Method::POST],
+        Endpoint::ContainerAttach,
+    ),
+    (
+        "/containers/{id}/resize",
+        &[Method::POST],
+        Endpoint::ContainerResize,
+    ),
+    (
+        "/containers/{id}/logs",
+        &[Method::GET],
+        Endpoint::ContainerLogs,
+    ),
+    (
+        "/containers/{id}",
+        &[Method::DELETE],
+        Endpoint::ContainerDelete,
+    ),
+    ("/images/create", &[Method::POST], Endpoint::ImageCreate),
+    ("/images/json", &[Method::GET], Endpoint::ImageList),
+    ("/images/load", &[Method::POST], Endpoint::ImageLoad),
+    ("/images/get", &[Method::GET], Endpoint::ImageSaveMany),
+    (
+        "/images/{name*}/json",
+        &[Method::GET],
+        Endpoint::ImageInspect,
+    ),
+    ("/images/{name*}/tag", &[Method::POST], Endpoint::ImageTag),
+    ("/images/{name*}/push", &[Method::POST], Endpoint::ImagePush),
+    (
+        "/images/{name*}/get",
+        &[Method::GET],
+        Endpoint::ImageSaveOne,
+    ),
+    ("/images/{name*}", &[Method::DELETE], Endpoint::ImageDelete),
 ];
+
+/// Matches `path` against `pattern`; the captured segment(s) when it matches (`Some("")`
+/// for a pattern without a parameter).
+fn match_pattern(pattern: &str, path: &str) -> Option<String> {
+    let pat: Vec<&str> = pattern.split('/').collect();
+    let segs: Vec<&str> = path.split('/').collect();
+    let greedy = pat.iter().position(|p| p.ends_with("*}"));
+    let literal_or_param = |p: &str, s: &str, captured: &mut Option<String>| {
+        if p.starts_with('{') {
+            if s.is_empty() {
+                return false;
+            }
+            *captured = Some(s.to_owned());
+            true
+        } else {
+            p == s
+        }
+    };
+    let mut captured = None;
+    match greedy {
+        None => {
+            if pat.len() != segs.len() {
+                return None;
+            }
+            for (p, s) in pat.iter().zip(&segs) {
+                if !literal_or_param(p, s, &mut captured) {
+                    return None;
+                }
+            }
+        }
+        Some(g) => {
+            let after = pat.len() - g - 1;
+            if segs.len() < pat.len() {
+                return None;
+            }
+            for (p, s) in pat[..g].iter().zip(&segs[..g]) {
+                if !literal_or_param(p, s, &mut captured) {
+                    return None;
+                }
+            }
+            for (p, s) in pat[g + 1..].iter().zip(&segs[segs.len() - after..]) {
+                if !literal_or_param(p, s, &mut captured) {
+                    return None;
+                }
+            }
+            let middle = &segs[g..segs.len() - after];
+            if middle.iter().any(|s| s.is_empty()) {
+                return None;
+            }
+            captured = Some(middle.join("/"));
+        }
+    }
+    Some(captured.unwrap_or_default())
+}
 
 /// A request that matched nothing servable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +204,13 @@ impl RouteError {
 
 /// A matched request: the endpoint and the API version it asked for (the maximum when
 /// the path had no prefix, as dockerd does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
     pub endpoint: Endpoint,
     pub version: ApiVersion,
+    /// The container id or name, or the image name, from the path; empty when the
+    /// endpoint takes none. Percent-decoded.
+    pub param: String,
 }
 
 pub fn route(method: &Method, path: &str) -> Result<Routed, RouteError> {
@@ -62,17 +219,49 @@ pub fn route(method: &Method, path: &str) -> Result<Routed, RouteError> {
         Some(v) => v.check_supported().map_err(RouteError::Version)?,
         None => MAX_API_VERSION,
     };
-    let (_, methods, endpoint) = ROUTES
-        .iter()
-        .find(|(p, _, _)| *p == rest)
-        .ok_or(RouteError::NotFound)?;
-    if !methods.contains(method) {
-        return Err(RouteError::MethodNotAllowed(methods));
+    let mut allowed: Option<&'static [Method]> = None;
+    for (pattern, methods, endpoint) in ROUTES {
+        let Some(param) = match_pattern(pattern, rest) else {
+            continue;
+        };
+        if !methods.contains(method) {
+            // `/images/{name*}` (DELETE) also matches `/images/x/json`: keep looking for a
+            // route with this method before answering 405.
+            allowed.get_or_insert(methods);
+            continue;
+        }
+        return Ok(Routed {
+            endpoint: *endpoint,
+            version,
+            param: percent_decode(&param),
+        });
     }
-    Ok(Routed {
-        endpoint: *endpoint,
-        version,
+    Err(match allowed {
+        Some(methods) => RouteError::MethodNotAllowed(methods),
+        None => RouteError::NotFound,
     })
+}
+
+/// `%2F` and friends in a path segment (clients escape `/` and `:` in image names).
+/// Invalid escapes are kept as they are, as Go's `url.PathUnescape` would refuse them
+/// and leave the name unmatched anyway.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `/v1.44/info` -> (Some(1.44), `/info`). A first segment that is not a version
@@ -151,5 +340,45 @@ mod tests {
         let err = route(&Method::POST, "/version").expect_err("post");
         assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(err, RouteError::MethodNotAllowed(&[Method::GET]));
+    }
+
+    #[test]
+    fn captures_ids_and_image_names_with_slashes() {
+        let r = route(&Method::POST, "/v1.44/containers/abc123/start").expect("start");
+        assert_eq!(
+            (r.endpoint, r.param.as_str()),
+            (Endpoint::ContainerStart, "abc123")
+        );
+        let r = route(&Method::DELETE, "/containers/web").expect("delete");
+        assert_eq!(
+            (r.endpoint, r.param.as_str()),
+            (Endpoint::ContainerDelete, "web")
+        );
+        let r = route(&Method::GET, "/images/localhost:5000/team/app:1.0/json").expect("inspect");
+        assert_eq!(
+            (r.endpoint, r.param.as_str()),
+            (Endpoint::ImageInspect, "localhost:5000/team/app:1.0")
+        );
+        let r = route(&Method::DELETE, "/images/team/app").expect("rmi");
+        assert_eq!(
+            (r.endpoint, r.param.as_str()),
+            (Endpoint::ImageDelete, "team/app")
+        );
+        let r = route(&Method::GET, "/images/json").expect("list");
+        assert_eq!(r.endpoint, Endpoint::ImageList);
+        let r = route(&Method::POST, "/images/a%2Fb/tag").expect("tag");
+        assert_eq!(r.param, "a/b");
+        assert_eq!(
+            route(&Method::GET, "/containers//json"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            route(&Method::GET, "/containers/x/nope"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            route(&Method::GET, "/containers/x/start"),
+            Err(RouteError::MethodNotAllowed(&[Method::POST]))
+        );
     }
 }

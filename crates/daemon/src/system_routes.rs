@@ -162,3 +162,144 @@ mod tests {
         assert_eq!(i.runtimes["berth"].path, "berth-runtime");
     }
 }
+
+/// `GET /events?since=&until=&filters=`: the kept events from `since`, then live ones
+/// until `until` (or until the client goes away), one JSON line each.
+pub fn events(
+    state: &std::sync::Arc<crate::api_server::DaemonState>,
+    req: &hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<crate::response::Body>, crate::response::ApiError> {
+    use crate::response;
+    let query = crate::query::Query::parse(req.uri().query());
+    let filters = query.filters()?;
+    let since = parse_event_time(query.get("since"))?;
+    let until = parse_event_time(query.get("until"))?;
+    let (past, mut live) = state.events.subscribe(since.or(until.map(|_| 0)));
+    let (tx, body) = response::channel();
+    let matches = move |m: &berth_api::stream::EventMessage| event_matches(&filters, m);
+    tokio::spawn(async move {
+        let deadline = until.map(|u| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as i64;
+            tokio::time::Instant::now()
+                + std::time::Duration::from_nanos(u.saturating_sub(now).max(0) as u64)
+        });
+        for m in past.iter().filter(|m| matches(m)) {
+            if until.is_some_and(|u| m.time_nano > u) {
+                return;
+            }
+            if tx.send(response::json_line(m)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let next = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, live.recv()).await.ok(),
+                    None => Some(live.recv().await),
+                }
+            };
+            tokio::select! {
+                got = next => match got {
+                    None => return,
+                    Some(Ok(m)) => {
+                        if matches(&m) && tx.send(response::json_line(&m)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                        tracing::warn!(missed = n, "an events client fell behind");
+                    }
+                    Some(Err(_)) => return,
+                },
+                () = tx.closed() => return,
+            }
+        }
+    });
+    Ok(response::with_type(
+        hyper::StatusCode::OK,
+        body,
+        "application/json",
+    ))
+}
+
+/// `since`/`until`: Unix seconds with an optional fraction (`1700000000.5`), as the CLI
+/// sends them after converting durations and dates.
+fn parse_event_time(value: Option<&str>) -> Result<Option<i64>, crate::response::ApiError> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = secs
+        .parse()
+        .map_err(|_| crate::response::ApiError::bad_request(format!("invalid timestamp {v:?}")))?;
+    let mut nanos: i64 = 0;
+    if !frac.is_empty() {
+        let digits: String = frac.chars().take(9).collect();
+        let padded = format!("{digits:0<9}");
+        nanos = padded.parse().map_err(|_| {
+            crate::response::ApiError::bad_request(format!("invalid timestamp {v:?}"))
+        })?;
+    }
+    Ok(Some(
+        secs.saturating_mul(1_000_000_000).saturating_add(nanos),
+    ))
+}
+
+fn event_matches(
+    filters: &BTreeMap<String, Vec<String>>,
+    m: &berth_api::stream::EventMessage,
+) -> bool {
+    filters.iter().all(|(name, values)| {
+        values.is_empty()
+            || values.iter().any(|v| match name.as_str() {
+                "type" => m.kind == *v,
+                "event" => m.action == *v,
+                "container" => {
+                    m.kind == "container"
+                        && (m.actor.id.starts_with(v.as_str())
+                            || m.actor.attributes.get("name") == Some(v))
+                }
+                "image" => {
+                    m.actor.attributes.get("image") == Some(v)
+                        || (m.kind == "image" && m.actor.id == *v)
+                }
+                "label" => {
+                    let (k, val) = v.split_once('=').unwrap_or((v.as_str(), ""));
+                    m.actor
+                        .attributes
+                        .get(k)
+                        .is_some_and(|have| val.is_empty() || have == val)
+                }
+                _ => true,
+            })
+    })
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+
+    #[test]
+    fn event_times_and_filters() {
+        assert_eq!(
+            parse_event_time(Some("12.5")).expect("t"),
+            Some(12_500_000_000)
+        );
+        assert!(parse_event_time(Some("x")).is_err());
+        let mut m = berth_api::stream::EventMessage {
+            kind: "container".into(),
+            action: "start".into(),
+            ..Default::default()
+        };
+        m.actor.id = "abcdef".into();
+        m.actor.attributes.insert("name".into(), "web".into());
+        let f = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), vec![v.to_owned()])]);
+        assert!(event_matches(&f("container", "web"), &m));
+        assert!(event_matches(&f("container", "abc"), &m));
+        assert!(!event_matches(&f("event", "die"), &m));
+        assert!(event_matches(&f("type", "container"), &m));
+    }
+}

@@ -791,11 +791,28 @@ impl RegistryClient {
         size: u64,
         store: &ContentStore,
     ) -> Result<bool> {
+        self.fetch_blob_observed(reference, digest, size, store, &|_| {})
+            .await
+    }
+
+    /// [`RegistryClient::fetch_blob`], calling `on_bytes` with the bytes held so far
+    /// (a resumed ingest starts above zero) after each chunk: a progress bar's feed.
+    pub async fn fetch_blob_observed(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        store: &ContentStore,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<bool> {
         if store.contains(digest) {
             return Ok(false);
         }
         let mut ingest = store.ingest(digest, Some(size))?;
-        if let Err(e) = self.download(reference, digest, size, &mut ingest).await {
+        if let Err(e) = self
+            .download(reference, digest, size, &mut ingest, on_bytes)
+            .await
+        {
             // Keep bytes worth resuming; an empty ingest file is only clutter.
             if ingest.offset() == 0 {
                 if let Err(abort) = ingest.abort() {
@@ -819,6 +836,7 @@ impl RegistryClient {
         digest: &Digest,
         size: u64,
         ingest: &mut Ingest,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<()> {
         let path = format!("{}/blobs/{}", reference.path(), digest);
         let mut last_error = None;
@@ -856,6 +874,7 @@ impl RegistryClient {
                     Ok(Some(chunk)) => {
                         TransferStats::bump(&self.stats.bytes, chunk.len() as u64);
                         ingest.write(&chunk)?;
+                        on_bytes(ingest.offset());
                     }
                     Ok(None) => break,
                     Err(source) => {
@@ -1001,12 +1020,67 @@ pub struct Image {
     pub layers: Vec<Digest>,
 }
 
+/// What a pull is doing, layer by layer, for a progress display (the daemon turns these
+/// into Docker's `Pulling fs layer` / `Downloading` / `Pull complete` lines). Layers are
+/// named by their blob digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullProgress {
+    /// The manifest is known: these layer blobs, bottom to top, make the image.
+    Resolved {
+        manifest_digest: Digest,
+        layers: Vec<Digest>,
+    },
+    /// Already unpacked here (by ChainID): nothing to fetch.
+    LayerExists(Digest),
+    /// Waiting for a download slot.
+    LayerWaiting(Digest),
+    /// `current` of `total` bytes are stored.
+    Downloading {
+        blob: Digest,
+        current: u64,
+        total: u64,
+    },
+    /// The blob is stored and verified (or was stored already).
+    Downloaded(Digest),
+    Extracting(Digest),
+    /// Unpacked and verified against its DiffID.
+    LayerDone(Digest),
+}
+
+/// The callback a [`Puller`] reports [`PullProgress`] to. Called from the pull's tasks,
+/// so it must be quick (send on a channel, not write to a socket).
+#[derive(Clone, Default)]
+pub struct ProgressSink(Option<Arc<dyn Fn(PullProgress) + Send + Sync>>);
+
+impl ProgressSink {
+    pub fn new(f: impl Fn(PullProgress) + Send + Sync + 'static) -> ProgressSink {
+        ProgressSink(Some(Arc::new(f)))
+    }
+
+    fn report(&self, p: PullProgress) {
+        if let Some(f) = &self.0 {
+            f(p)
+        }
+    }
+}
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ProgressSink(set)"
+        } else {
+            "ProgressSink(none)"
+        })
+    }
+}
+
 /// Pulls images into a content store and a layer store.
 #[derive(Debug, Clone)]
 pub struct Puller {
     client: RegistryClient,
     content: ContentStore,
     layers: LayerStore,
+    progress: ProgressSink,
 }
 
 impl Puller {
@@ -1015,7 +1089,14 @@ impl Puller {
             client,
             content,
             layers,
+            progress: ProgressSink::default(),
         }
+    }
+
+    /// Reports the pull's progress to `sink`.
+    pub fn with_progress(mut self, sink: ProgressSink) -> Puller {
+        self.progress = sink;
+        self
     }
 
     pub fn client(&self) -> &RegistryClient {
@@ -1129,6 +1210,10 @@ impl Puller {
             });
         }
         let chains = chain_ids(&config.rootfs.diff_ids);
+        self.progress.report(PullProgress::Resolved {
+            manifest_digest: manifest_digest.clone(),
+            layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+        });
         self.fetch_and_unpack(reference, &manifest, &config.rootfs.diff_ids, &chains)
             .await?;
 
@@ -1198,6 +1283,8 @@ impl Puller {
         let mut by_blob: Vec<BlobJob> = Vec::new();
         for ((layer, diff_id), chain) in manifest.layers.iter().zip(diff_ids).zip(chains) {
             if self.layers.contains(chain) {
+                self.progress
+                    .report(PullProgress::LayerExists(layer.digest.clone()));
                 continue;
             }
             match by_blob.iter_mut().find(|job| job.digest == layer.digest) {
@@ -1219,21 +1306,33 @@ impl Puller {
             let layers = self.layers.clone();
             let reference = reference.clone();
             let downloads = downloads.clone();
+            let progress = self.progress.clone();
+            progress.report(PullProgress::LayerWaiting(digest.clone()));
             tasks.spawn(async move {
                 {
                     let _permit = downloads
                         .acquire()
                         .await
                         .map_err(|e| RegistryError::Task(e.to_string()))?;
+                    let on_bytes = |current| {
+                        progress.report(PullProgress::Downloading {
+                            blob: digest.clone(),
+                            current,
+                            total: size,
+                        })
+                    };
                     client
-                        .fetch_blob(&reference, &digest, size, &content)
+                        .fetch_blob_observed(&reference, &digest, size, &content, &on_bytes)
                         .await?;
                 }
+                progress.report(PullProgress::Downloaded(digest.clone()));
                 tokio::task::spawn_blocking(move || -> Result<()> {
+                    progress.report(PullProgress::Extracting(digest.clone()));
                     for (chain, diff_id) in uses {
                         let blob = content.open_blob(&digest)?;
                         layers.unpack(&chain, &diff_id, std::io::BufReader::new(blob))?;
                     }
+                    progress.report(PullProgress::LayerDone(digest));
                     Ok(())
                 })
                 .await

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! berth-shim start --id ID --bundle DIR --runtime-root DIR --state-dir DIR
-//!                  [--terminal] [--stdin] [--no-start]
+//!                  [--terminal] [--stdin] [--no-start] [--log-path FILE]
 //! ```
 //!
 //! `start` detaches (fork, setsid, PR_SET_CHILD_SUBREAPER; stdin and stdout on /dev/null,
@@ -111,6 +111,10 @@ struct StartArgs {
     /// Create the container but wait for a `start` request to start it.
     #[arg(long)]
     no_start: bool,
+    /// Where to append the container's output (json-file); default STATE_DIR/container.log.
+    /// The daemon keeps logs under its data root, where they outlive the state dir.
+    #[arg(long)]
+    log_path: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -134,6 +138,9 @@ fn start(mut args: StartArgs) -> ExitCode {
         args.bundle = absolute(&args.bundle)?;
         args.runtime_root = absolute(&args.runtime_root)?;
         args.state_dir = absolute(&args.state_dir)?;
+        if let Some(log) = &args.log_path {
+            args.log_path = Some(absolute(log)?);
+        }
         Ok(())
     })();
     if let Err(e) = resolved {
@@ -292,7 +299,11 @@ fn setup(args: &StartArgs, own: &launch::OwnStdio) -> Result<server::Server> {
         .create(true)
         .append(true)
         .mode(0o640)
-        .open(args.state_dir.join(server::CONTAINER_LOG))
+        .open(
+            args.log_path
+                .clone()
+                .unwrap_or_else(|| args.state_dir.join(server::CONTAINER_LOG)),
+        )
         .context("opening container.log")?;
     server::write_atomic(
         &args.state_dir.join(server::PID_FILE),

@@ -1,0 +1,1410 @@
+//! Containers: create, start, stop, kill, remove, and the monitor of each running one.
+//!
+//! The records live in memory (for reads) and in the metadata database (written through on
+//! every change). Each container has a `Live` entry: a lock that serializes its lifecycle
+//! operations, a watch channel that announces exits (what `wait` and `stop` wait on), and
+//! the attach clients waiting for its shim to exist.
+//!
+//! Host side effects and their undo sit together: `prepare_start` mounts the rootfs,
+//! makes the network namespace, connects it and writes `config.json`; `release` undoes
+//! all of it from the record alone, so an exit seen live, an exit found after a daemon
+//! restart, and a failed start all clean up through the same code.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_api::container::{ContainerConfig, ContainerCreateRequest};
+use berth_image::image_store::InUse;
+use berth_image::runtime_spec::{self, Overrides};
+use berth_image::Digest;
+use berth_network::bridge_network::{BridgeNetwork, BridgeNetworkConfig, ConnectRequest};
+use berth_network::port_spec::{self, PortSpec};
+use hyper::StatusCode;
+use tokio::sync::{oneshot, watch};
+
+use crate::clock;
+use crate::container_names;
+use crate::container_record::{
+    ContainerRecord, NetworkEndpoint, PublishedPort, RunState, Status, ZERO_TIME,
+};
+use crate::container_spec::{self, BindMount, EtcFiles, NetnsPlan};
+use crate::events::EventBus;
+use crate::image_service::ImageService;
+use crate::metadata_store::{ContainerStoreError, MetadataStore};
+use crate::response::ApiError;
+use crate::shim_client::{self, Shim, ShimLaunch};
+
+/// How long a stop waits after SIGKILL before giving up on the container.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Where things are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub shim_bin: PathBuf,
+}
+
+impl Paths {
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.data_root.join("containers").join(id)
+    }
+    fn bundle(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("bundle")
+    }
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+    fn etc(&self, id: &str) -> EtcFiles {
+        let dir = self.container_dir(id);
+        EtcFiles {
+            hosts: dir.join("hosts"),
+            hostname: dir.join("hostname"),
+            resolv_conf: dir.join("resolv.conf"),
+        }
+    }
+    /// Short on purpose: the shim's socket path must fit in 108 bytes.
+    fn state_dir(&self, id: &str) -> PathBuf {
+        self.exec_root.join("c").join(id)
+    }
+    fn runtime_root(&self) -> PathBuf {
+        self.exec_root.join("runtime")
+    }
+    fn netns(&self, id: &str) -> PathBuf {
+        self.exec_root.join("netns").join(id)
+    }
+}
+
+/// An exit as `wait` reports it; `seq` counts exits so `next-exit` can wait for a new one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitSeen {
+    pub seq: u64,
+    pub code: i64,
+}
+
+/// A client's attach waiting for the container's shim: `start` sends it a channel to ack
+/// on once it has attached, so no output is missed.
+type PendingAttach = oneshot::Sender<oneshot::Sender<()>>;
+
+struct Live {
+    op: tokio::sync::Mutex<()>,
+    exits: watch::Sender<ExitSeen>,
+    removed: watch::Sender<bool>,
+    pending_attach: Mutex<Vec<PendingAttach>>,
+}
+
+impl Live {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            op: tokio::sync::Mutex::new(()),
+            exits: watch::channel(ExitSeen::default()).0,
+            removed: watch::channel(false).0,
+            pending_attach: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// Where an attach goes.
+pub enum AttachTarget {
+    /// The shim runs: attach now.
+    Now(Shim),
+    /// Not started yet: the receiver fires when `start` has a shim, with the ack channel.
+    Later(oneshot::Receiver<oneshot::Sender<()>>, PathBuf),
+}
+
+pub struct ContainerManager {
+    paths: Paths,
+    store: Arc<Mutex<MetadataStore>>,
+    images: Arc<ImageService>,
+    events: Arc<EventBus>,
+    network_config: BridgeNetworkConfig,
+    network: Mutex<Option<Arc<BridgeNetwork>>>,
+    records: Mutex<BTreeMap<String, ContainerRecord>>,
+    live: Mutex<HashMap<String, Arc<Live>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these maps leaves plain data; keep serving.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker task failed: {e}")))?
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("No such container: {name}"))
+}
+
+impl ContainerManager {
+    pub fn new(
+        paths: Paths,
+        store: Arc<Mutex<MetadataStore>>,
+        images: Arc<ImageService>,
+        events: Arc<EventBus>,
+        network_config: BridgeNetworkConfig,
+    ) -> Result<Arc<Self>, ApiError> {
+        let records = lock(&store)
+            .containers()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let manager = Arc::new(Self {
+            paths,
+            store,
+            images,
+            events,
+            network_config,
+            network: Mutex::new(None),
+            records: Mutex::new(records.into_iter().map(|r| (r.id.clone(), r)).collect()),
+            live: Mutex::new(HashMap::new()),
+        });
+        Ok(manager)
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    fn live(&self, id: &str) -> Arc<Live> {
+        lock(&self.live)
+            .entry(id.to_owned())
+            .or_insert_with(Live::new)
+            .clone()
+    }
+
+    /// By full id, name (with or without `/`), or unique id prefix, as Docker resolves.
+    pub fn find(&self, name: &str) -> Result<ContainerRecord, ApiError> {
+        let records = lock(&self.records);
+        if let Some(r) = records.get(name) {
+            return Ok(r.clone());
+        }
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if let Some(r) = records.values().find(|r| r.name == bare) {
+            return Ok(r.clone());
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_found(name));
+        }
+        let mut matches = records.values().filter(|r| r.id.starts_with(name));
+        match (matches.next(), matches.next()) {
+            (Some(r), None) => Ok(r.clone()),
+            (Some(_), Some(_)) => Err(ApiError::bad_request(format!(
+                "multiple IDs found with provided prefix: {name}"
+            ))),
+            _ => Err(not_found(name)),
+        }
+    }
+
+    pub fn list(&self) -> Vec<ContainerRecord> {
+        lock(&self.records).values().cloned().collect()
+    }
+
+    /// Writes `record` through to the database, then to memory.
+    fn save(&self, record: &ContainerRecord) -> Result<(), ApiError> {
+        lock(&self.store)
+            .update_container(record)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        lock(&self.records).insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord, ApiError> {
+        let mut record = lock(&self.records)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found(id))?;
+        f(&mut record);
+        self.save(&record)?;
+        Ok(record)
+    }
+
+    fn event(&self, action: &str, record: &ContainerRecord, extra: &[(&str, String)]) {
+        let mut attrs: BTreeMap<String, String> = record.config.labels.clone();
+        attrs.insert("name".into(), record.name.clone());
+        attrs.insert("image".into(), record.image_name.clone());
+        for (k, v) in extra {
+            attrs.insert((*k).to_owned(), v.clone());
+        }
+        self.events.publish("container", action, &record.id, attrs);
+    }
+
+    /// What images and layers containers use, for `rmi` and garbage collection.
+    pub fn images_in_use(&self) -> InUse {
+        let mut in_use = InUse::default();
+        for r in lock(&self.records).values() {
+            let Ok(id) = r.image_id.parse::<Digest>() else {
+                continue;
+            };
+            if r.state.status.is_running() {
+                in_use.running_images.insert(id);
+            } else {
+                in_use.stopped_images.insert(id);
+            }
+            in_use.snapshots.insert(r.id.clone());
+            if let Ok(snapshot) = self.images.snapshotter.get(&r.id) {
+                in_use.chains.extend(snapshot.layers);
+            }
+        }
+        in_use
+    }
+
+    fn network(&self) -> Result<Arc<BridgeNetwork>, ApiError> {
+        let mut slot = lock(&self.network);
+        if let Some(net) = slot.as_ref() {
+            return Ok(net.clone());
+        }
+        let net = Arc::new(
+            BridgeNetwork::open(self.network_config.clone()).map_err(|e| {
+                ApiError::internal(format!("cannot set up the bridge network: {e}"))
+            })?,
+        );
+        *slot = Some(net.clone());
+        Ok(net)
+    }
+
+    // ---- create ----
+
+    pub async fn create(
+        self: &Arc<Self>,
+        req: ContainerCreateRequest,
+        name: Option<String>,
+    ) -> Result<String, ApiError> {
+        // Shared with pulls and loads, exclusive with image gc: gc must not see the new
+        // snapshot as garbage before the container's record exists.
+        let _images = self.images.writers.read().await;
+        let this = self.clone();
+        blocking(move || this.create_blocking(req, name)).await
+    }
+
+    fn create_blocking(
+        &self,
+        req: ContainerCreateRequest,
+        name: Option<String>,
+    ) -> Result<String, ApiError> {
+        let name = name
+            .filter(|n| !n.is_empty())
+            .map(|n| container_names::validate(&n))
+            .transpose()?;
+        let ContainerCreateRequest {
+            config: requested,
+            host_config,
+            ..
+        } = req;
+        if requested.image.is_empty() {
+            return Err(ApiError::bad_request(
+                "config cannot be empty in order to create a container",
+            ));
+        }
+        validate_host_config(&host_config)?;
+        let image = self.images.resolve(&requested.image)?;
+        let image_cc = image.config.config.clone().unwrap_or_default();
+        let overrides = overrides(&requested);
+        let args = runtime_spec::args(&image_cc, &overrides)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if args.is_empty() {
+            return Err(ApiError::bad_request("No command specified"));
+        }
+        // Every port binding must parse before anything exists.
+        port_specs(&host_config, &BTreeMap::new())?;
+        for bind in container_spec::parse_binds(&host_config.binds)? {
+            if !bind.source.exists() {
+                // `-v /host:/ctr` makes a missing host dir, as Docker does.
+                std::fs::create_dir_all(&bind.source).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "cannot create bind source {}: {e}",
+                        bind.source.display()
+                    ))
+                })?;
+            }
+        }
+        mount_binds(&host_config)?;
+
+        let id = container_names::new_id()?;
+        let mut config = merged_config(&requested, &image_cc, &image.config);
+        if config.hostname.is_empty() {
+            config.hostname = id[..12].to_owned();
+        }
+        let record_for = |name: String| ContainerRecord {
+            id: id.clone(),
+            name,
+            created: clock::now_rfc3339(),
+            image_name: requested.image.clone(),
+            image_id: image.id.to_string(),
+            image_config: Some(image.config.clone()),
+            requested: requested.clone(),
+            config: config.clone(),
+            host_config: host_config.clone(),
+            path: args[0].clone(),
+            args: args[1..].to_vec(),
+            state: RunState::default(),
+            network: None,
+            restart_count: 0,
+        };
+
+        self.images
+            .snapshotter
+            .create(&id, &image.chain_ids)
+            .map_err(|e| {
+                ApiError::internal(format!("cannot create the container's rootfs: {e}"))
+            })?;
+        let undo_snapshot = |this: &Self| {
+            if let Err(e) = this.images.snapshotter.remove(&id) {
+                tracing::warn!(%id, %e, "cannot remove the snapshot of a failed create");
+            }
+        };
+        let mut attempt = 0;
+        let record = loop {
+            let chosen = name
+                .clone()
+                .unwrap_or_else(|| container_names::generate(attempt));
+            let record = record_for(chosen);
+            match lock(&self.store).insert_container(&record) {
+                Ok(()) => break record,
+                Err(ContainerStoreError::NameInUse { .. }) if name.is_none() && attempt < 20 => {
+                    attempt += 1;
+                }
+                Err(ContainerStoreError::NameInUse { name: taken }) => {
+                    undo_snapshot(self);
+                    let holder = lock(&self.records)
+                        .values()
+                        .find(|r| r.name == taken)
+                        .map(|r| r.id.clone())
+                        .unwrap_or_default();
+                    return Err(ApiError::conflict(format!(
+                        "Conflict. The container name \"/{taken}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
+                    )));
+                }
+                Err(e) => {
+                    undo_snapshot(self);
+                    return Err(ApiError::internal(e.to_string()));
+                }
+            }
+        };
+        if let Err(e) = std::fs::create_dir_all(self.paths.bundle(&id)) {
+            let _ = lock(&self.store).delete_container(&id);
+            undo_snapshot(self);
+            return Err(ApiError::internal(format!(
+                "cannot create the container's directory: {e}"
+            )));
+        }
+        lock(&self.records).insert(id.clone(), record.clone());
+        self.event("create", &record, &[]);
+        Ok(id)
+    }
+
+    // ---- start ----
+
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<(), ApiError> {
+        let record = self.find(name)?;
+        let live = self.live(&record.id);
+        let op = live.op.lock().await;
+        let result = self.start_locked(&record.id, &live, false).await;
+        drop(op);
+        if result.is_err() && record.host_config.auto_remove {
+            // dockerd removes an `--rm` container whose start failed; `docker run --rm`
+            // waits for that removal before it exits.
+            if let Err(e) = self.remove(&record.id, true).await {
+                tracing::warn!(id = %record.id, %e.message, "cannot auto-remove after a failed start");
+            }
+        }
+        result
+    }
+
+    async fn start_locked(
+        self: &Arc<Self>,
+        id: &str,
+        live: &Arc<Live>,
+        restarting: bool,
+    ) -> Result<(), ApiError> {
+        let record = self.find(id)?;
+        if record.state.status.is_running() {
+            return Err(ApiError::new(
+                StatusCode::NOT_MODIFIED,
+                "container already started",
+            ));
+        }
+        if record.state.status == Status::Removing {
+            return Err(ApiError::conflict(format!(
+                "container {id} is marked for removal and cannot be started"
+            )));
+        }
+        let this = self.clone();
+        let rec = record.clone();
+        let prepared = blocking(move || this.prepare_start(&rec)).await;
+        let endpoint = match prepared {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                self.fail_start(id, &e.message, 128).await;
+                return Err(e);
+            }
+        };
+        let mut record = self.update(id, |r| r.network = endpoint.clone())?;
+        let state_dir = self.paths.state_dir(id);
+        let launch = ShimLaunch {
+            shim_bin: &self.paths.shim_bin,
+            id,
+            bundle: &self.paths.bundle(id),
+            runtime_root: &self.paths.runtime_root(),
+            state_dir: &state_dir,
+            log_path: &self.paths.log(id),
+            terminal: record.config.tty,
+            stdin: record.config.open_stdin,
+        };
+        if let Err(e) = shim_client::launch(&launch).await {
+            let msg = e.to_string();
+            let code = exec_failure_code(&msg);
+            self.fail_start(id, &msg, code).await;
+            return Err(start_error(&msg));
+        }
+        let shim = Shim::new(&state_dir);
+        // Attach clients that came before start get the shim first.
+        let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&live.pending_attach));
+        let mut acks = Vec::new();
+        for p in pending {
+            let (ack_tx, ack_rx) = oneshot::channel();
+            if p.send(ack_tx).is_ok() {
+                acks.push(ack_rx);
+            }
+        }
+        for ack in acks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), ack).await;
+        }
+        if let Err(e) = shim.start().await {
+            let msg = e.to_string();
+            let code = exec_failure_code(&msg);
+            self.fail_start(id, &msg, code).await;
+            return Err(start_error(&msg));
+        }
+        let pid = shim
+            .state()
+            .await
+            .ok()
+            .and_then(|v| v.get("pid").and_then(serde_json::Value::as_i64))
+            .unwrap_or(0);
+        record = self.update(id, |r| {
+            r.state.status = Status::Running;
+            r.state.pid = pid;
+            r.state.exit_code = 0;
+            r.state.error.clear();
+            r.state.started_at = clock::now_rfc3339();
+            r.state.finished_at = ZERO_TIME.to_owned();
+            if !restarting {
+                r.state.stopped_by_user = false;
+            }
+        })?;
+        self.event("start", &record, &[]);
+        self.spawn_monitor(id.to_owned(), live.clone());
+        Ok(())
+    }
+
+    /// Mounts the rootfs, sets up the network and writes the bundle. Undoes its own steps
+    /// when one fails.
+    fn prepare_start(&self, record: &ContainerRecord) -> Result<Option<NetworkEndpoint>, ApiError> {
+        let id = &record.id;
+        let rootfs =
+            self.images.snapshotter.mount(id).map_err(|e| {
+                ApiError::internal(format!("cannot mount the container's rootfs: {e}"))
+            })?;
+        let result = self.prepare_mounted(record, &rootfs);
+        if result.is_err() {
+            self.release(record);
+        }
+        result
+    }
+
+    fn prepare_mounted(
+        &self,
+        record: &ContainerRecord,
+        rootfs: &Path,
+    ) -> Result<Option<NetworkEndpoint>, ApiError> {
+        let id = &record.id;
+        let image_config = record
+            .image_config
+            .clone()
+            .ok_or_else(|| ApiError::internal("the container's image config is missing"))?;
+        let process = runtime_spec::plan(&image_config, &overrides(&record.requested), rootfs)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mut binds = container_spec::parse_binds(&record.host_config.binds)?;
+        binds.extend(mount_binds(&record.host_config)?);
+        let etc = self.paths.etc(id);
+        let hostname = container_spec::hostname(record);
+        let write = |path: &Path, text: String| {
+            std::fs::write(path, text)
+                .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))
+        };
+        let (netns, endpoint) = match record.network_mode() {
+            "host" => {
+                let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+                write(&etc.hosts, hosts)?;
+                (NetnsPlan::Host, None)
+            }
+            "none" => {
+                write(
+                    &etc.hosts,
+                    berth_network::etc_files::hosts(&hostname, None, &[]),
+                )?;
+                (NetnsPlan::New, None)
+            }
+            _ => {
+                let net = self.network()?;
+                let path = self.paths.netns(id);
+                berth_network::netns::create_netns(&path).map_err(|e| {
+                    ApiError::internal(format!("cannot create the network namespace: {e}"))
+                })?;
+                let exposed = exposed_ports(&record.config);
+                let specs = port_specs(&record.host_config, &exposed)?;
+                let ep = net
+                    .connect(&ConnectRequest {
+                        container_id: id,
+                        netns: &path,
+                        ports: &specs,
+                    })
+                    .map_err(|e| {
+                        let msg = e.to_string();
+                        if msg.contains("already in use") || msg.contains("already allocated") {
+                            ApiError::internal(format!(
+                                "driver failed programming external connectivity on endpoint {} ({id}): {msg}",
+                                record.name
+                            ))
+                        } else {
+                            ApiError::internal(format!("cannot connect to the bridge network: {msg}"))
+                        }
+                    })?;
+                let endpoint = NetworkEndpoint {
+                    ip: ep.ip.to_string(),
+                    prefix_len: ep.prefix_len,
+                    gateway: ep.gateway.to_string(),
+                    mac: ep.mac.clone(),
+                    ports: ep
+                        .ports
+                        .iter()
+                        .map(|m| PublishedPort {
+                            host_ip: m.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                            host_port: m.host_port,
+                            container_port: m.container_port,
+                            protocol: m.protocol.as_str().to_owned(),
+                        })
+                        .collect(),
+                };
+                write(
+                    &etc.hosts,
+                    berth_network::etc_files::hosts(&hostname, Some(ep.ip), &[]),
+                )?;
+                (NetnsPlan::Path(path), Some(endpoint))
+            }
+        };
+        write(
+            &etc.hostname,
+            berth_network::etc_files::hostname_file(&hostname),
+        )?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        write(
+            &etc.resolv_conf,
+            berth_network::etc_files::resolv_conf(&host_resolv),
+        )?;
+        let spec = container_spec::plan(record, &process, rootfs, &netns, &etc, &binds)?;
+        let bundle = self.paths.bundle(id);
+        std::fs::create_dir_all(&bundle)
+            .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", bundle.display())))?;
+        let json = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| ApiError::internal(format!("cannot encode config.json: {e}")))?;
+        write(
+            &bundle.join("config.json"),
+            String::from_utf8_lossy(&json).into_owned(),
+        )?;
+        Ok(endpoint)
+    }
+
+    /// Undoes `prepare_start`, driven by the record and what exists: network endpoint,
+    /// namespace file, rootfs mount. Idempotent; errors are logged, since the container is
+    /// gone either way and the next recovery retries.
+    fn release(&self, record: &ContainerRecord) {
+        let id = &record.id;
+        if record.network_mode() == "bridge" || record.network.is_some() {
+            if let Some(net) = lock(&self.network).clone() {
+                if let Err(e) = net.disconnect(id) {
+                    tracing::warn!(%id, %e, "cannot disconnect from the bridge");
+                }
+            }
+            if let Err(e) = berth_network::netns::remove_netns(&self.paths.netns(id)) {
+                tracing::warn!(%id, %e, "cannot remove the network namespace");
+            }
+        }
+        if let Err(e) = self.images.snapshotter.unmount(id) {
+            tracing::warn!(%id, %e, "cannot unmount the rootfs");
+        }
+    }
+
+    /// A start that failed: the container is exited with `code` and the message, as
+    /// Docker records it (127 for a missing command, 126 for one that cannot run).
+    async fn fail_start(self: &Arc<Self>, id: &str, msg: &str, code: i64) {
+        let this = self.clone();
+        let id2 = id.to_owned();
+        let _ = blocking(move || {
+            if let Ok(record) = this.find(&id2) {
+                this.release(&record);
+            }
+            let _ = std::fs::remove_dir_all(this.paths.state_dir(&id2));
+            Ok(())
+        })
+        .await;
+        let _ = self.update(id, |r| {
+            r.network = None;
+            r.state.status = if r.state.started_at == ZERO_TIME {
+                Status::Created
+            } else {
+                Status::Exited
+            };
+            r.state.exit_code = code;
+            r.state.error = msg.to_owned();
+            r.state.pid = 0;
+        });
+        // Waiters (`docker run` waits for next-exit before it starts) learn of it as an
+        // exit, as dockerd reports a failed start.
+        self.live(id).exits.send_modify(|e| {
+            e.seq += 1;
+            e.code = code;
+        });
+    }
+
+    fn spawn_monitor(self: &Arc<Self>, id: String, live: Arc<Live>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let shim = Shim::new(&this.paths.state_dir(&id));
+            let code = match shim.wait().await {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::warn!(%id, %e, "lost the container's shim");
+                    shim_client::recorded_exit(&this.paths.state_dir(&id))
+                        .map(|(c, _)| c)
+                        .unwrap_or(137)
+                }
+            };
+            this.on_exit(&id, &live, code, None).await;
+        });
+    }
+
+    /// The container exited: free its resources, record the exit, tell the waiters, then
+    /// apply `--rm` or the restart policy.
+    async fn on_exit(
+        self: &Arc<Self>,
+        id: &str,
+        live: &Arc<Live>,
+        code: i64,
+        error: Option<String>,
+    ) {
+        let shim = Shim::new(&self.paths.state_dir(id));
+        let _ = shim.delete().await;
+        let this = self.clone();
+        let id2 = id.to_owned();
+        let _ = blocking(move || {
+            if let Ok(record) = this.find(&id2) {
+                this.release(&record);
+            }
+            let _ = std::fs::remove_dir_all(this.paths.state_dir(&id2));
+            Ok(())
+        })
+        .await;
+        let Ok(record) = self.update(id, |r| {
+            r.state.status = Status::Exited;
+            r.state.exit_code = code;
+            r.state.pid = 0;
+            r.state.finished_at = clock::now_rfc3339();
+            r.network = None;
+            if let Some(e) = &error {
+                r.state.error = e.clone();
+            }
+        }) else {
+            return;
+        };
+        self.event("die", &record, &[("exitCode", code.to_string())]);
+        live.exits.send_modify(|e| {
+            e.seq += 1;
+            e.code = code;
+        });
+        if record.host_config.auto_remove {
+            if let Err(e) = self.remove(id, true).await {
+                tracing::warn!(%id, %e.message, "cannot auto-remove the container");
+            }
+            return;
+        }
+        if restart_wanted(&record, code) {
+            let this = self.clone();
+            let id = id.to_owned();
+            let live = live.clone();
+            let delay = Duration::from_millis(100u64 << record.restart_count.clamp(0, 9) as u64);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _op = live.op.lock().await;
+                let Ok(current) = this.find(&id) else { return };
+                if current.state.status != Status::Exited
+                    || !restart_wanted(&current, current.state.exit_code)
+                {
+                    return;
+                }
+                let _ = this.update(&id, |r| r.restart_count += 1);
+                if let Err(e) = this.start_locked(&id, &live, true).await {
+                    tracing::warn!(%id, %e.message, "restart failed");
+                }
+            });
+        }
+    }
+
+    // ---- stop / kill / wait ----
+
+    pub async fn kill(self: &Arc<Self>, name: &str, signal: Option<&str>) -> Result<(), ApiError> {
+        let record = self.find(name)?;
+        let sig = match signal.filter(|s| !s.is_empty()) {
+            Some(s) => parse_signal(s)
+                .ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {s}")))?,
+            None => libc::SIGKILL,
+        };
+        if !record.state.status.is_running() {
+            return Err(ApiError::conflict(format!(
+                "Cannot kill container: {name}: Container {} is not running",
+                record.id
+            )));
+        }
+        if sig == libc::SIGKILL {
+            self.update(&record.id, |r| r.state.stopped_by_user = true)?;
+        }
+        Shim::new(&self.paths.state_dir(&record.id))
+            .kill(sig, false)
+            .await
+            .map_err(|e| ApiError::internal(format!("Cannot kill container: {name}: {e}")))?;
+        self.event("kill", &record, &[("signal", sig.to_string())]);
+        Ok(())
+    }
+
+    /// `stop`: the stop signal, then SIGKILL after `timeout` seconds (`-1` waits forever).
+    /// `Ok(false)` when it was not running (the route answers 304).
+    pub async fn stop(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+    ) -> Result<bool, ApiError> {
+        let record = self.find(name)?;
+        let live = self.live(&record.id);
+        let _op = live.op.lock().await;
+        self.stop_locked(&record.id, &live, timeout).await
+    }
+
+    async fn stop_locked(
+        self: &Arc<Self>,
+        id: &str,
+        live: &Arc<Live>,
+        timeout: Option<i64>,
+    ) -> Result<bool, ApiError> {
+        let record = self.update(id, |r| r.state.stopped_by_user = true)?;
+        if !record.state.status.is_running() {
+            return Ok(false);
+        }
+        let timeout = timeout.or(record.config.stop_timeout).unwrap_or(10);
+        let signal = stop_signal(&record);
+        let mut exits = live.exits.subscribe();
+        let before = exits.borrow_and_update().seq;
+        let shim = Shim::new(&self.paths.state_dir(id));
+        let exited = |exits: &mut watch::Receiver<ExitSeen>| {
+            let mut exits = exits.clone();
+            async move { exits.wait_for(|e| e.seq > before).await.map(|_| ()) }
+        };
+        if let Err(e) = shim.kill(signal, false).await {
+            tracing::debug!(%id, %e, "stop signal not delivered");
+        }
+        let graceful = if timeout < 0 {
+            exited(&mut exits).await.is_ok()
+        } else {
+            tokio::time::timeout(Duration::from_secs(timeout as u64), exited(&mut exits))
+                .await
+                .is_ok()
+        };
+        if !graceful {
+            let _ = shim.kill(libc::SIGKILL, true).await;
+            tokio::time::timeout(KILL_GRACE, exited(&mut exits))
+                .await
+                .map_err(|_| {
+                    ApiError::internal(format!("container {id} did not exit after SIGKILL"))
+                })?
+                .map_err(|_| ApiError::internal("exit notification lost"))?;
+        }
+        if let Ok(r) = self.find(id) {
+            self.event("stop", &r, &[]);
+        }
+        Ok(true)
+    }
+
+    pub async fn restart(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+    ) -> Result<(), ApiError> {
+        let record = self.find(name)?;
+        let live = self.live(&record.id);
+        let _op = live.op.lock().await;
+        self.stop_locked(&record.id, &live, timeout).await?;
+        self.start_locked(&record.id, &live, false).await?;
+        if let Ok(r) = self.find(&record.id) {
+            self.event("restart", &r, &[]);
+        }
+        Ok(())
+    }
+
+    /// Resolves `wait`'s condition now (the response headers go out at once) and returns
+    /// a future for the exit code.
+    pub fn wait(
+        self: &Arc<Self>,
+        name: &str,
+        condition: WaitCondition,
+    ) -> Result<impl std::future::Future<Output = Result<i64, String>>, ApiError> {
+        let record = self.find(name)?;
+        let live = self.live(&record.id);
+        let mut exits = live.exits.subscribe();
+        let mut removed = live.removed.subscribe();
+        let before = exits.borrow_and_update().seq;
+        let this = self.clone();
+        let id = record.id.clone();
+        Ok(async move {
+            match condition {
+                WaitCondition::NotRunning
+                    if !record.state.status.is_running()
+                        && record.state.status != Status::Restarting =>
+                {
+                    Ok(record.state.exit_code)
+                }
+                WaitCondition::NotRunning | WaitCondition::NextExit => exits
+                    .wait_for(|e| e.seq > before)
+                    .await
+                    .map(|e| e.code)
+                    .map_err(|_| "the container went away".to_owned()),
+                WaitCondition::Removed => {
+                    let code = {
+                        let exit = exits.wait_for(|e| e.seq > before);
+                        let gone = removed.wait_for(|r| *r);
+                        tokio::select! {
+                            e = exit => e.map(|e| e.code).ok(),
+                            _ = gone => None,
+                        }
+                    };
+                    let _ = removed.wait_for(|r| *r).await;
+                    Ok(code.unwrap_or_else(|| {
+                        this.find(&id)
+                            .map(|r| r.state.exit_code)
+                            .unwrap_or(record.state.exit_code)
+                    }))
+                }
+            }
+        })
+    }
+
+    // ---- attach / resize ----
+
+    /// Where an attach for `name` goes: the running shim, or a promise of one at start.
+    pub fn attach_target(&self, name: &str) -> Result<(ContainerRecord, AttachTarget), ApiError> {
+        let record = self.find(name)?;
+        let state_dir = self.paths.state_dir(&record.id);
+        if record.state.status.is_running() {
+            return Ok((record, AttachTarget::Now(Shim::new(&state_dir))));
+        }
+        let (tx, rx) = oneshot::channel();
+        lock(&self.live(&record.id).pending_attach).push(tx);
+        Ok((record, AttachTarget::Later(rx, state_dir)))
+    }
+
+    pub async fn resize(&self, name: &str, rows: u16, cols: u16) -> Result<(), ApiError> {
+        let record = self.find(name)?;
+        if !record.state.status.is_running() {
+            return Err(ApiError::conflict(format!(
+                "Container {} is not running",
+                record.id
+            )));
+        }
+        Shim::new(&self.paths.state_dir(&record.id))
+            .resize(rows, cols)
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot resize the tty: {e}")))
+    }
+
+    // ---- remove ----
+
+    pub async fn remove(self: &Arc<Self>, name: &str, force: bool) -> Result<(), ApiError> {
+        let record = self.find(name)?;
+        let live = self.live(&record.id);
+        let _op = live.op.lock().await;
+        let record = self.find(&record.id)?;
+        if record.state.status.is_running() || record.state.status == Status::Restarting {
+            if !force {
+                return Err(ApiError::conflict(format!(
+                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                    record.id
+                )));
+            }
+            self.update(&record.id, |r| r.state.stopped_by_user = true)?;
+            self.stop_locked(&record.id, &live, Some(0)).await?;
+        }
+        let record = self.update(&record.id, |r| r.state.status = Status::Removing)?;
+        let this = self.clone();
+        let id = record.id.clone();
+        blocking(move || {
+            this.release(&this.find(&id)?);
+            this.images.snapshotter.remove(&id).map_err(|e| {
+                ApiError::internal(format!("cannot remove the container's rootfs: {e}"))
+            })?;
+            for dir in [this.paths.container_dir(&id), this.paths.state_dir(&id)] {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(ApiError::internal(format!(
+                            "cannot remove {}: {e}",
+                            dir.display()
+                        )))
+                    }
+                }
+            }
+            lock(&this.store)
+                .delete_container(&id)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            lock(&this.records).remove(&id);
+            Ok(())
+        })
+        .await?;
+        self.event("destroy", &record, &[]);
+        live.removed.send_replace(true);
+        lock(&self.live).remove(&record.id);
+        Ok(())
+    }
+
+    /// Binds a running container's published ports again after a daemon restart, so no
+    /// other program can take them (the firewall rules kept working meanwhile).
+    fn hold_ports(&self, id: &str, endpoint: &NetworkEndpoint) {
+        let mappings: Vec<port_spec::PortMapping> = endpoint
+            .ports
+            .iter()
+            .filter_map(|p| {
+                Some(port_spec::PortMapping {
+                    host_ip: if p.host_ip.is_empty() {
+                        None
+                    } else {
+                        Some(p.host_ip.parse().ok()?)
+                    },
+                    host_port: p.host_port,
+                    container_port: p.container_port,
+                    protocol: match p.protocol.as_str() {
+                        "udp" => port_spec::Protocol::Udp,
+                        _ => port_spec::Protocol::Tcp,
+                    },
+                })
+            })
+            .collect();
+        match self.network() {
+            Ok(net) => {
+                if let Err(e) = net.hold_ports(id, &mappings) {
+                    tracing::warn!(%id, %e, "cannot hold the published ports again");
+                }
+            }
+            Err(e) => tracing::warn!(%id, %e.message, "bridge network unavailable"),
+        }
+    }
+
+    // ---- daemon start ----
+
+    /// After a daemon (re)start: reconnect to the shims of running containers (their
+    /// exits are then seen as usual), record the exits that happened meanwhile, and
+    /// remove network and mount leftovers of containers that do not run.
+    pub async fn recover(self: &Arc<Self>) {
+        let mut alive = Vec::new();
+        for record in self.list() {
+            let id = record.id.clone();
+            let live = self.live(&id);
+            let was_running =
+                record.state.status.is_running() || record.state.status == Status::Restarting;
+            if !was_running {
+                let this = self.clone();
+                let r = record.clone();
+                let _ = blocking(move || {
+                    if r.state.status == Status::Removing {
+                        return Ok(());
+                    }
+                    this.release(&r);
+                    Ok(())
+                })
+                .await;
+                if record.state.status == Status::Removing {
+                    let _ = self.remove(&id, true).await;
+                }
+                continue;
+            }
+            let shim = Shim::new(&self.paths.state_dir(&id));
+            match shim.state().await {
+                Ok(state) if state.get("status").and_then(|s| s.as_str()) != Some("stopped") => {
+                    tracing::info!(%id, "reconnected to a running container");
+                    if let Some(endpoint) = &record.network {
+                        self.hold_ports(&id, endpoint);
+                    }
+                    alive.push(id.clone());
+                    self.spawn_monitor(id, live);
+                }
+                Ok(state) => {
+                    let code = state.get("exit_code").and_then(|c| c.as_i64()).unwrap_or(0);
+                    self.on_exit(&id, &live, code, None).await;
+                }
+                Err(_) => {
+                    let (code, error) = match shim_client::recorded_exit(&self.paths.state_dir(&id))
+                    {
+                        Some((code, _)) => (code, None),
+                        None => (
+                            137,
+                            Some(
+                                "the container's shim died; its exit status is unknown".to_owned(),
+                            ),
+                        ),
+                    };
+                    tracing::warn!(%id, code, "container exited while berthd was away");
+                    self.on_exit(&id, &live, code, error).await;
+                }
+            }
+        }
+        // Leftovers of containers that no longer exist (a crash between steps).
+        let known: Vec<String> = self
+            .list()
+            .iter()
+            .filter(|r| r.network.is_some())
+            .map(|r| r.id.clone())
+            .collect();
+        let this = self.clone();
+        let _ = blocking(move || {
+            // Only a network that was set up before has leftovers; opening it otherwise
+            // would create the bridge on a daemon that never ran a container.
+            let recorded = this
+                .network_config
+                .state_dir
+                .join(format!("{}.network.json", this.network_config.name));
+            if !recorded.exists() {
+                return Ok(());
+            }
+            if let Ok(net) = this.network() {
+                let ids: Vec<&str> = known.iter().map(String::as_str).collect();
+                match net.recover(&ids) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(cleaned = n, "removed network leftovers"),
+                    Err(e) => tracing::warn!(%e, "network recovery failed"),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        let _ = alive;
+    }
+}
+
+/// `-e`, `--entrypoint`, the command, `-w` and `-u` as the image crate takes them.
+fn overrides(requested: &ContainerConfig) -> Overrides {
+    Overrides {
+        cmd: requested.cmd.clone().filter(|c| !c.is_empty()),
+        entrypoint: requested.entrypoint.clone(),
+        env: requested.env.clone(),
+        workdir: Some(requested.working_dir.clone()).filter(|w| !w.is_empty()),
+        user: Some(requested.user.clone()).filter(|u| !u.is_empty()),
+    }
+}
+
+/// The Config inspect shows: the request over the image's defaults.
+fn merged_config(
+    requested: &ContainerConfig,
+    image: &berth_image::manifest::ContainerConfig,
+    _full: &berth_image::manifest::ImageConfig,
+) -> ContainerConfig {
+    let mut c = requested.clone();
+    let entrypoint_given = requested.entrypoint.is_some();
+    if c.entrypoint.is_none() {
+        c.entrypoint = image.entrypoint.clone();
+    }
+    if c.cmd.as_ref().is_none_or(Vec::is_empty) && !entrypoint_given {
+        c.cmd = image.cmd.clone();
+    }
+    c.env = runtime_spec::merge_env(image.env.as_deref().unwrap_or_default(), &requested.env);
+    if c.working_dir.is_empty() {
+        c.working_dir = image.working_dir.clone().unwrap_or_default();
+    }
+    if c.user.is_empty() {
+        c.user = image.user.clone().unwrap_or_default();
+    }
+    if let Some(ports) = &image.exposed_ports {
+        let set = c.exposed_ports.get_or_insert_with(Default::default);
+        for port in ports.keys() {
+            set.entry(port.clone()).or_default();
+        }
+    }
+    if let Some(vols) = &image.volumes {
+        let set = c.volumes.get_or_insert_with(Default::default);
+        for v in vols.keys() {
+            set.entry(v.clone()).or_default();
+        }
+    }
+    let mut labels = image.labels.clone().unwrap_or_default();
+    labels.extend(requested.labels.clone());
+    c.labels = labels;
+    if c.stop_signal.is_empty() {
+        c.stop_signal = image.stop_signal.clone().unwrap_or_default();
+    }
+    c
+}
+
+fn validate_host_config(hc: &berth_api::container::HostConfig) -> Result<(), ApiError> {
+    match hc.network_mode.as_str() {
+        "" | "default" | "bridge" | "host" | "none" => {}
+        other if other.starts_with("container:") => {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "network mode container:<id> is not supported by berth yet",
+            ))
+        }
+        other => return Err(ApiError::not_found(format!("network {other} not found"))),
+    }
+    let policy = hc.restart_policy.name.as_str();
+    match policy {
+        "" | "no" | "always" | "unless-stopped" => {}
+        "on-failure" => {
+            if hc.restart_policy.maximum_retry_count < 0 {
+                return Err(ApiError::bad_request(
+                    "invalid restart policy: maximum retry count cannot be negative",
+                ));
+            }
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if hc.auto_remove && !matches!(policy, "" | "no") {
+        return Err(ApiError::bad_request(
+            "can't create 'AutoRemove' container with restart policy",
+        ));
+    }
+    Ok(())
+}
+
+/// `--mount type=bind|tmpfs`: binds (whose source must exist, Docker's rule for
+/// `--mount`); volumes are not built yet.
+fn mount_binds(hc: &berth_api::container::HostConfig) -> Result<Vec<BindMount>, ApiError> {
+    let mut out = Vec::new();
+    for m in &hc.mounts {
+        match m.kind.as_str() {
+            "bind" => {
+                if !Path::new(&m.source).exists() {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        m.source
+                    )));
+                }
+                if !m.target.starts_with('/') {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid mount config for type \"bind\": invalid mount path: '{}' mount path must be absolute",
+                        m.target
+                    )));
+                }
+                out.push(BindMount {
+                    source: PathBuf::from(&m.source),
+                    destination: m.target.clone(),
+                    read_only: m.read_only,
+                });
+            }
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!("mount type {other:?} is not supported by berth yet"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `ExposedPorts` keys as `(port, proto)`.
+fn exposed_ports(config: &ContainerConfig) -> BTreeMap<String, ()> {
+    config
+        .exposed_ports
+        .as_ref()
+        .map(|p| p.keys().map(|k| (k.clone(), ())).collect())
+        .unwrap_or_default()
+}
+
+/// `PortBindings` (and with `-P`, every exposed port not bound) as publish specs.
+fn port_specs(
+    hc: &berth_api::container::HostConfig,
+    exposed: &BTreeMap<String, ()>,
+) -> Result<Vec<PortSpec>, ApiError> {
+    let mut specs = Vec::new();
+    let split = |key: &str| -> (String, String) {
+        match key.split_once('/') {
+            Some((p, proto)) => (p.to_owned(), proto.to_owned()),
+            None => (key.to_owned(), "tcp".to_owned()),
+        }
+    };
+    for (key, bindings) in &hc.port_bindings {
+        let (port, proto) = split(key);
+        let bindings = bindings.clone().unwrap_or_default();
+        let bindings = if bindings.is_empty() {
+            vec![Default::default()]
+        } else {
+            bindings
+        };
+        for b in bindings {
+            let ip = if b.host_ip.contains(':') {
+                format!("[{}]", b.host_ip)
+            } else {
+                b.host_ip.clone()
+            };
+            let text = match (ip.is_empty(), b.host_port.is_empty()) {
+                (true, true) => format!("{port}/{proto}"),
+                (true, false) => format!("{}:{port}/{proto}", b.host_port),
+                (false, _) => format!("{ip}:{}:{port}/{proto}", b.host_port),
+            };
+            specs.push(port_spec::parse(&text).map_err(|e| ApiError::bad_request(e.to_string()))?);
+        }
+    }
+    if hc.publish_all_ports {
+        for key in exposed.keys() {
+            if hc.port_bindings.contains_key(key) {
+                continue;
+            }
+            let (port, proto) = split(key);
+            if proto == "sctp" {
+                continue;
+            }
+            specs.push(
+                port_spec::parse(&format!("{port}/{proto}"))
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            );
+        }
+    }
+    Ok(specs)
+}
+
+/// Docker's exit codes for a command that cannot run: 127 not found, 126 not executable.
+fn exec_failure_code(msg: &str) -> i64 {
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("no such file") || lower.contains("not found") {
+        127
+    } else if lower.contains("permission denied") || lower.contains("exec format") {
+        126
+    } else {
+        128
+    }
+}
+
+/// A start failure as dockerd reports it: 400 when the command cannot run (the CLI maps
+/// it to 126/127), 500 otherwise.
+fn start_error(msg: &str) -> ApiError {
+    let status = match exec_failure_code(msg) {
+        126 | 127 => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(
+        status,
+        format!("failed to create task for container: {msg}: unknown"),
+    )
+}
+
+fn restart_wanted(record: &ContainerRecord, code: i64) -> bool {
+    let p = &record.host_config.restart_policy;
+    match p.name.as_str() {
+        "always" => !record.state.stopped_by_user,
+        "unless-stopped" => !record.state.stopped_by_user,
+        "on-failure" => {
+            code != 0
+                && !record.state.stopped_by_user
+                && (p.maximum_retry_count == 0 || record.restart_count < p.maximum_retry_count)
+        }
+        _ => false,
+    }
+}
+
+/// The container's stop signal: Config.StopSignal, else SIGTERM.
+fn stop_signal(record: &ContainerRecord) -> i32 {
+    parse_signal(&record.config.stop_signal).unwrap_or(libc::SIGTERM)
+}
+
+/// `SIGTERM`, `TERM`, `term`, `15`, `SIGRTMIN+3`.
+pub fn parse_signal(s: &str) -> Option<i32> {
+    berth_runtime::signal::parse(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::container::{HostConfig, PortBinding, RestartPolicy};
+
+    #[test]
+    fn port_bindings_become_specs() {
+        let mut hc = HostConfig::default();
+        hc.port_bindings.insert(
+            "80/tcp".into(),
+            Some(vec![PortBinding {
+                host_ip: "127.0.0.1".into(),
+                host_port: "8080".into(),
+            }]),
+        );
+        hc.port_bindings.insert("53/udp".into(), None);
+        let specs = port_specs(&hc, &BTreeMap::new()).expect("specs");
+        assert_eq!(specs.len(), 2);
+        hc.publish_all_ports = true;
+        let exposed = BTreeMap::from([("80/tcp".into(), ()), ("9000/tcp".into(), ())]);
+        assert_eq!(port_specs(&hc, &exposed).expect("specs").len(), 3);
+        hc.port_bindings
+            .insert("x/tcp".into(), Some(vec![PortBinding::default()]));
+        assert!(port_specs(&hc, &exposed).is_err());
+    }
+
+    #[test]
+    fn host_config_rules() {
+        let mut hc = HostConfig::default();
+        assert!(validate_host_config(&hc).is_ok());
+        hc.network_mode = "nope".into();
+        assert_eq!(
+            validate_host_config(&hc).expect_err("net").status,
+            StatusCode::NOT_FOUND
+        );
+        hc.network_mode = "bridge".into();
+        hc.restart_policy = RestartPolicy {
+            name: "sometimes".into(),
+            maximum_retry_count: 0,
+        };
+        assert!(validate_host_config(&hc).is_err());
+        hc.restart_policy.name = "always".into();
+        hc.auto_remove = true;
+        assert!(validate_host_config(&hc).is_err());
+    }
+
+    #[test]
+    fn exit_codes_for_commands_that_cannot_run() {
+        assert_eq!(
+            exec_failure_code("exec /nope: No such file or directory"),
+            127
+        );
+        assert_eq!(exec_failure_code("exec /etc: permission denied"), 126);
+        assert_eq!(exec_failure_code("cgroup trouble"), 128);
+        assert_eq!(
+            start_error("x: no such file").status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

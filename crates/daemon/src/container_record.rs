@@ -1,0 +1,132 @@
+//! What berthd records about a container: the request as the client gave it, what the
+//! daemon decided (image, command, network), and the run state. Stored as one JSON
+//! document per container in the metadata database, so a restart finds everything that
+//! teardown needs (the network endpoint, the snapshot) in the record alone.
+
+use berth_api::container::{ContainerConfig, HostConfig};
+use serde::{Deserialize, Serialize};
+
+/// Go's zero `time.Time`, which Docker prints for "never".
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Restarting => "restarting",
+            Self::Removing => "removing",
+            Self::Exited => "exited",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Has a live process (and a shim).
+    pub fn is_running(self) -> bool {
+        matches!(self, Self::Running | Self::Paused)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    pub status: Status,
+    pub pid: i64,
+    pub exit_code: i64,
+    #[serde(default)]
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Stopped by a user (`stop`, `kill`): `unless-stopped` and `always` do not restart it
+    /// until it is started again.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+}
+
+impl Default for RunState {
+    fn default() -> Self {
+        Self {
+            status: Status::Created,
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: ZERO_TIME.to_owned(),
+            finished_at: ZERO_TIME.to_owned(),
+            stopped_by_user: false,
+        }
+    }
+}
+
+/// One published port as set up on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    /// Empty: every address.
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// The container's end of the default bridge, while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkEndpoint {
+    pub ip: String,
+    pub prefix_len: u8,
+    pub gateway: String,
+    pub mac: String,
+    pub ports: Vec<PublishedPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    /// Without Docker's leading `/`.
+    pub name: String,
+    /// RFC 3339 with nanoseconds.
+    pub created: String,
+    /// The image as the user named it (what `ps` shows).
+    pub image_name: String,
+    /// `sha256:<hex>`.
+    pub image_id: String,
+    /// The image's config, kept so the container starts even after `rmi -f`.
+    #[serde(default)]
+    pub image_config: Option<berth_image::manifest::ImageConfig>,
+    /// What the client asked for (Cmd, Entrypoint, Env, WorkingDir, User), applied over the
+    /// image at each start.
+    #[serde(default)]
+    pub requested: ContainerConfig,
+    /// The request's Config with the image's defaults merged in, as Docker shows it.
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    /// The command that runs: `Path` and `Args` of inspect.
+    pub path: String,
+    pub args: Vec<String>,
+    pub state: RunState,
+    #[serde(default)]
+    pub network: Option<NetworkEndpoint>,
+    #[serde(default)]
+    pub restart_count: i64,
+}
+
+impl ContainerRecord {
+    /// The network mode after Docker's defaulting: `default` and empty mean `bridge`.
+    pub fn network_mode(&self) -> &str {
+        match self.host_config.network_mode.as_str() {
+            "" | "default" => "bridge",
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Containers end to end: the real docker CLI and raw HTTP against a real berthd running
+//! real containers (the host's static busybox as the image), with published ports reached
+//! on 127.0.0.1 only. Every engine cleans up after itself (see support/engine.rs).
+
+mod support;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::engine::Engine;
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(engine: &Engine, args: &[&str]) -> String {
+    let o = engine.docker(args);
+    assert!(
+        o.status.success(),
+        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
+        o.status,
+        err(&o),
+        engine.log()
+    );
+    out(&o)
+}
+
+/// GET / over HTTP/1.0 from 127.0.0.1:port, retried while the server starts.
+fn fetch(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            std::io::Write::write_all(&mut s, b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        match attempt {
+            Ok(body) if body.contains("200") => return body,
+            other if Instant::now() > deadline => {
+                panic!("no answer on 127.0.0.1:{port}: {other:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+#[test]
+fn run_rm_output_and_exit_codes() {
+    let engine = Engine::start();
+    let o = engine.docker(&["run", "--rm", "busybox", "echo", "hello", "from", "berth"]);
+    assert_eq!(
+        out(&o),
+        "hello from berth\n",
+        "{}\n{}",
+        err(&o),
+        engine.log()
+    );
+    assert!(o.status.success());
+    let o = engine.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo oops >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(err(&o).contains("oops"), "{}", err(&o));
+    // A command that does not exist: Docker's 127.
+    let o = engine.docker(&["run", "--rm", "busybox", "/no/such/command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    // Stdin through attach, closed by the client's half-close.
+    let o = engine.docker_stdin(
+        &["run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z"],
+        Some(b"shout\n"),
+    );
+    assert_eq!(out(&o), "SHOUT\n", "{}", err(&o));
+    // --rm removed them all.
+    assert_eq!(ok(&engine, &["ps", "-aq"]), "");
+}
+
+#[test]
+fn detached_web_server_with_a_published_port() {
+    let engine = Engine::start();
+    let id = ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "-p",
+            "127.0.0.1::80",
+            "--name",
+            "web",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    );
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let port_line = ok(&engine, &["port", "web", "80"]);
+    let port: u16 = port_line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("docker port said {port_line:?}"));
+    assert!(port_line.starts_with("127.0.0.1:"), "{port_line}");
+    assert!(fetch(port).contains("hello from berth"));
+
+    let ps = ok(&engine, &["ps"]);
+    assert!(ps.contains("web") && ps.contains("Up "), "{ps}");
+    assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    assert_eq!(
+        ok(&engine, &["inspect", "-f", "{{.State.Running}}", "web"]).trim(),
+        "true"
+    );
+    let ip = ok(
+        &engine,
+        &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"],
+    );
+    assert!(ip.trim().starts_with("10.7"), "{ip}");
+
+    ok(&engine, &["stop", "-t", "2", "web"]);
+    let ps = ok(&engine, &["ps", "-a"]);
+    assert!(ps.contains("Exited ("), "{ps}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port still open after stop"
+    );
+    // The same name cannot be taken twice: 409 with Docker's wording.
+    let o = engine.docker(&["create", "--name", "web", "busybox"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("is already in use"), "{}", err(&o));
+
+    ok(&engine, &["start", "web"]);
+    let port: u16 = ok(&engine, &["port", "web", "80"])
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port after restart");
+    assert!(fetch(port).contains("hello from berth"));
+    let logs = engine.docker(&["logs", "web"]);
+    assert!(logs.status.success(), "{}", err(&logs));
+    let o = engine.docker(&["rm", "web"]);
+    assert!(!o.status.success(), "removed a running container");
+    assert!(err(&o).contains("Stop the container"), "{}", err(&o));
+    ok(&engine, &["rm", "-f", "web"]);
+    assert_eq!(ok(&engine, &["ps", "-aq"]), "");
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_leaves_nothing() {
+    let engine = Engine::start();
+    let r = engine.request("POST", "/containers/create", Some(r#"{"Image":"nope:1"}"#));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["message"], "No such image: nope:1");
+    let r = engine.request("POST", "/containers/create", Some("{not json"));
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = engine.request(
+        "POST",
+        "/containers/create?name=a/b",
+        Some(r#"{"Image":"busybox"}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("Invalid container name"));
+    let r = engine.request(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"99999"}]}}}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = engine.request(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","HostConfig":{"NetworkMode":"nonet"}}"#),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    for (method, path) in [
+        ("POST", "/containers/nope/start"),
+        ("GET", "/containers/nope/json"),
+        ("DELETE", "/containers/nope"),
+        ("POST", "/containers/nope/wait"),
+    ] {
+        let r = engine.request(method, path, None);
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+        assert_eq!(r.json()["message"], "No such container: nope");
+    }
+    // None of it made a container or a snapshot.
+    assert_eq!(ok(&engine, &["ps", "-aq"]), "");
+    let snaps = std::fs::read_dir(engine.data_root().join("snapshots"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(snaps, 0, "snapshots left by failed creates");
+
+    // A host port that is taken: the start fails with the port named, nothing is left
+    // on the host, and the container stays created.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = holder.local_addr().expect("addr").port();
+    let spec = format!("127.0.0.1:{taken}:80");
+    let o = engine.docker(&[
+        "run", "-d", "--name", "clash", "-p", &spec, "busybox", "sleep", "30",
+    ]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("already in use"), "{}", err(&o));
+    let id = ok(&engine, &["inspect", "-f", "{{.Id}}", "clash"]);
+    let veth = berth_network::bridge_network::veth_name(id.trim());
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip");
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    assert!(
+        !links.contains(&format!(" {veth}@")),
+        "veth {veth} left: {links}"
+    );
+    assert!(
+        !engine.exec_root().join("netns").join(id.trim()).exists(),
+        "network namespace left"
+    );
+    assert_eq!(
+        ok(&engine, &["inspect", "-f", "{{.State.Status}}", "clash"]).trim(),
+        "created"
+    );
+}
+
+#[test]
+fn containers_outlive_a_daemon_restart() {
+    let mut engine = Engine::start();
+    ok(
+        &engine,
+        &["run", "-d", "--name", "sleeper", "busybox", "sleep", "300"],
+    );
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "brief",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 1; exit 7",
+        ],
+    );
+    let pid = ok(&engine, &["inspect", "-f", "{{.State.Pid}}", "sleeper"]);
+    engine.stop_daemon();
+    // While berthd is away, one container keeps running and the other exits.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "container died with the daemon"
+    );
+    engine.start_daemon();
+    assert_eq!(
+        ok(&engine, &["inspect", "-f", "{{.State.Status}}", "sleeper"]).trim(),
+        "running"
+    );
+    let brief = ok(
+        &engine,
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "brief",
+        ],
+    );
+    assert_eq!(brief.trim(), "exited 7");
+    // The reconnected monitor still sees the exit.
+    ok(&engine, &["kill", "sleeper"]);
+    let code = ok(&engine, &["wait", "sleeper"]);
+    assert_eq!(code.trim(), "137");
+}
