@@ -16,7 +16,7 @@ RUNC ?= /usr/sbin/runc
 DEMO_ROOT := /run/berth-demo
 DEMO_ID := berth-demo
 
-.PHONY: all build deps demo lint test conformance oci-probe bench-runtime clean install
+.PHONY: all build deps demo demo-runtime lint test conformance oci-probe bench-runtime clean install
 
 all: build
 
@@ -33,8 +33,13 @@ DESTDIR ?=
 install: build
 	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install.sh
 
-# The bundle lives in a temp dir; the trap removes it and the container whatever happens.
+# berthd with its own roots and bridge, an image made from busybox-static, a web server
+# behind a published port, `berth ps`; scripts/demo.sh removes everything it made.
 demo: deps build
+	scripts/demo.sh
+
+# The runtime alone on a bundle: what `berth-runtime run` does without the daemon.
+demo-runtime: deps build
 	dir=$$(mktemp -d /tmp/berth-demo.XXXXXX); \
 	trap '$(RUNTIME_BIN) --root $(DEMO_ROOT) delete --force $(DEMO_ID) >/dev/null 2>&1 || true; rmdir $(DEMO_ROOT) 2>/dev/null || true; rm -rf "$$dir"' EXIT; \
 	RUNTIME=$(RUNTIME_BIN) BUNDLE_HOSTNAME=$(DEMO_ID) scripts/make-busybox-bundle.sh "$$dir/bundle" \

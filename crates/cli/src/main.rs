@@ -54,7 +54,7 @@ fn real_main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("berth: {e}");
-            return CLI_ERROR;
+            return if prefix_all { CLI_ERROR } else { 1 };
         }
     };
     match commands::dispatch(&client, cli.command) {
@@ -79,7 +79,13 @@ fn real_main() -> i32 {
             } else {
                 eprintln!("{text}");
             }
-            CLI_ERROR
+            // docker exits 125 for `run`/`create` failures (their status is the
+            // container's otherwise) and 1 for every other verb's errors.
+            if prefix_all {
+                CLI_ERROR
+            } else {
+                1
+            }
         }
     }
 }

@@ -291,10 +291,10 @@ fn version_prints_client_and_server() {
 }
 
 #[test]
-fn daemon_errors_exit_125_with_dockers_words() {
+fn daemon_errors_exit_1_with_dockers_words() {
     let d = FakeDaemon::start();
     let out = d.berth(&["stop", "nope"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
         "Error response from daemon: No such container: nope\n"
@@ -302,16 +302,16 @@ fn daemon_errors_exit_125_with_dockers_words() {
     assert_eq!(d.requests(), vec!["POST /v1.44/containers/nope/stop"]);
 
     let out = d.berth(&["inspect", "nope"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stdout), "[]\n");
     assert_eq!(text(&out.stderr), "Error: No such object: nope\n");
 }
 
 #[test]
-fn unreachable_daemon_and_bad_input_exit_125() {
+fn unreachable_daemon_exits_1_and_bad_run_input_125() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = berth_at(&dir.path().join("absent.sock"), &["ps"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("Cannot connect to the berth daemon at unix://"),
         "{}",

@@ -36,6 +36,12 @@ pub struct Args {
     #[arg(long, default_value = "berth0")]
     pub bridge: String,
 
+    /// Remove the default bridge, its firewall rules and its address records, then exit.
+    /// For uninstalling, and for scripts (make demo) that leave the host as they found it.
+    /// Run it with no containers left.
+    #[arg(long)]
+    pub teardown_network: bool,
+
     /// A tracing filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or directives
     /// such as `berthd=debug,hyper=info`. `RUST_LOG` overrides it when set.
     #[arg(long, default_value = "info")]

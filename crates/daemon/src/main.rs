@@ -105,6 +105,20 @@ fn run(args: Args) -> Result<()> {
                 .with_context(|| format!("--bridge-subnet {s:?} is not an IPv4 CIDR"))
         })
         .transpose()?;
+    let network_config = BridgeNetworkConfig {
+        name: "bridge".to_owned(),
+        bridge: args.bridge.clone(),
+        subnet,
+        state_dir: args.data_root.join("network"),
+    };
+    if args.teardown_network {
+        let net = berth_network::bridge_network::BridgeNetwork::open(network_config)
+            .context("cannot open the bridge network")?;
+        net.teardown()
+            .context("cannot tear down the bridge network")?;
+        tracing::info!(bridge = %args.bridge, "bridge network removed");
+        return Ok(());
+    }
     let containers = ContainerManager::new(
         Paths {
             data_root: args.data_root.clone(),
@@ -114,12 +128,7 @@ fn run(args: Args) -> Result<()> {
         store.clone(),
         images.clone(),
         events.clone(),
-        BridgeNetworkConfig {
-            name: "bridge".to_owned(),
-            bridge: args.bridge.clone(),
-            subnet,
-            state_dir: args.data_root.join("network"),
-        },
+        network_config,
     )
     .map_err(|e| anyhow::anyhow!("cannot load the containers: {}", e.message))?;
     let state = Arc::new(DaemonState {

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use super::path_segment;
 use crate::cli::InspectArgs;
-use crate::exit_code::CLI_ERROR;
 use crate::template::Template;
 
 pub fn inspect(client: &Client, args: InspectArgs) -> Result<i32> {
@@ -56,7 +55,8 @@ pub fn inspect(client: &Client, args: InspectArgs) -> Result<i32> {
             }
         }
     }
-    Ok(if failed { CLI_ERROR } else { 0 })
+    // docker inspect exits 1 when a name matched nothing.
+    Ok(if failed { 1 } else { 0 })
 }
 
 /// The raw JSON of `name` as a container, else as an image; `None` when neither exists.

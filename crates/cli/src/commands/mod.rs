@@ -63,7 +63,7 @@ pub fn path_segment(name: &str) -> String {
 }
 
 /// Runs `f` for each name, printing each failure to stderr and going on, as docker's
-/// multi-target verbs do; the status is 125 if any failed.
+/// multi-target verbs do (`stop`, `rm`, `kill`); the status is 1 if any failed, as docker's.
 pub fn for_each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     let mut failed = false;
     for name in names {
@@ -72,9 +72,5 @@ pub fn for_each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Resu
             failed = true;
         }
     }
-    Ok(if failed {
-        crate::exit_code::CLI_ERROR
-    } else {
-        0
-    })
+    Ok(if failed { 1 } else { 0 })
 }

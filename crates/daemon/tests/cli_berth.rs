@@ -1,0 +1,184 @@
+//! The `berth` CLI against a real berthd: the same daily scenarios the docker CLI runs in
+//! container_api.rs, through berth's own client and output formats.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use support::engine::Engine;
+
+fn berth_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace (cargo build --workspace) first",
+        bin.display()
+    );
+    bin
+}
+
+fn berth(engine: &Engine, args: &[&str]) -> Output {
+    Command::new(berth_bin())
+        .arg("-H")
+        .arg(format!("unix://{}", engine.sock.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth")
+}
+
+#[track_caller]
+fn ok(engine: &Engine, args: &[&str]) -> String {
+    let o = berth(engine, args);
+    assert!(
+        o.status.success(),
+        "berth {args:?}: {}\n{}\n--- berthd ---\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr),
+        engine.log()
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn berth_runs_lists_stops_starts_and_removes() {
+    let engine = Engine::start();
+    let o = berth(
+        &engine,
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 4",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    let o = berth(&engine, &["run", "--rm", "busybox", "/nope"]);
+    assert_eq!(
+        o.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let id = ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            "127.0.0.1::80",
+            "-e",
+            "GREETING=hi",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $GREETING; exec httpd -f -p 80 -h /www",
+        ],
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    let ps = ok(&engine, &["ps"]);
+    let mut lines = ps.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap_or("")
+            .starts_with("CONTAINER ID   IMAGE"),
+        "{ps}"
+    );
+    let row = lines.next().unwrap_or("");
+    assert!(
+        row.starts_with(&id[..12]) && row.ends_with("web") && row.contains("Up "),
+        "{ps}"
+    );
+    assert_eq!(ok(&engine, &["ps", "-q"]).trim(), &id[..12]);
+    assert_eq!(
+        ok(
+            &engine,
+            &["inspect", "-f", "{{.Name}} {{.State.Status}}", "web"]
+        )
+        .trim(),
+        "/web running"
+    );
+    let port = ok(&engine, &["port", "web"]);
+    assert!(port.starts_with("80/tcp -> 127.0.0.1:"), "{port}");
+    // logs arrive once the shell printed them.
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = ok(&engine, &["logs", "web"]);
+        if !logs.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(logs, "hi\n");
+
+    ok(&engine, &["stop", "-t", "1", "web"]);
+    assert_eq!(ok(&engine, &["ps", "-q"]), "");
+    let all = ok(&engine, &["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(all.starts_with("web Exited (137)"), "{all}");
+    ok(&engine, &["start", "web"]);
+    assert_eq!(
+        ok(&engine, &["inspect", "-f", "{{.State.Running}}", "web"]).trim(),
+        "true"
+    );
+    let o = berth(&engine, &["rm", "web"]);
+    assert_eq!(o.status.code(), Some(1), "rm of a running container");
+    ok(&engine, &["rm", "-f", "web"]);
+    assert_eq!(ok(&engine, &["ps", "-aq"]), "");
+
+    // start -a: the output of a created container, and its exit code.
+    let id = ok(
+        &engine,
+        &[
+            "create",
+            "--name",
+            "once",
+            "busybox",
+            "sh",
+            "-c",
+            "echo attached; exit 2",
+        ],
+    );
+    assert_eq!(id.trim().len(), 64);
+    let o = berth(&engine, &["start", "-a", "once"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "attached\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(ok(&engine, &["wait", "once"]).trim(), "2");
+    ok(&engine, &["rm", "once"]);
+}
+
+#[test]
+fn berth_images_and_errors() {
+    let engine = Engine::start();
+    let images = ok(&engine, &["images"]);
+    assert!(
+        images.contains("busybox") && images.contains("latest"),
+        "{images}"
+    );
+    ok(&engine, &["tag", "busybox", "mine/box:1"]);
+    assert!(ok(&engine, &["images"]).contains("mine/box"));
+    let out = ok(&engine, &["rmi", "mine/box:1"]);
+    assert!(out.contains("Untagged: mine/box:1"), "{out}");
+
+    // Errors: Docker's wording, exit 125 for berth's own, 1 for a daemon refusal.
+    let o = berth(&engine, &["inspect", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such object: nope"));
+    let o = berth(&engine, &["run", "-p", "notaport", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    let o = berth(&engine, &["stop", "nope"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such container: nope"));
+    ok(&engine, &["create", "--name", "dup", "busybox"]);
+    let o = berth(&engine, &["create", "--name", "dup", "busybox"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is already in use"));
+}
