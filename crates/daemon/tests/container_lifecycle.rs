@@ -1,0 +1,276 @@
+//! Restart policies, network modes, /etc files, logs follow, events, wait conditions and a
+//! terminal session, with the docker CLI against a real berthd.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::engine::Engine;
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[track_caller]
+fn ok(engine: &Engine, args: &[&str]) -> String {
+    let o = engine.docker(args);
+    assert!(
+        o.status.success(),
+        "docker {args:?}: {}\n{}\n--- berthd ---\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr),
+        engine.log()
+    );
+    out(&o)
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn restart_policies() {
+    let engine = Engine::start();
+    // on-failure:2 restarts twice, then stays exited with the last code.
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "flaky",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
+    wait_for("two restarts", || {
+        ok(
+            &engine,
+            &[
+                "inspect",
+                "-f",
+                "{{.RestartCount}} {{.State.Status}}",
+                "flaky",
+            ],
+        )
+        .trim()
+            == "2 exited"
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        ok(
+            &engine,
+            &[
+                "inspect",
+                "-f",
+                "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+                "flaky"
+            ]
+        )
+        .trim(),
+        "2 exited 3"
+    );
+    // always restarts on a clean exit too, but not after `docker stop`.
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "loop",
+            "--restart",
+            "always",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.2",
+        ],
+    );
+    wait_for("a restart", || {
+        ok(&engine, &["inspect", "-f", "{{.RestartCount}}", "loop"]).trim() != "0"
+    });
+    ok(&engine, &["stop", "-t", "1", "loop"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        ok(&engine, &["inspect", "-f", "{{.State.Status}}", "loop"]).trim(),
+        "exited"
+    );
+    // --rm with a restart policy is refused, as by Docker.
+    let o = engine.docker(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn network_modes_and_etc_files() {
+    let engine = Engine::start();
+    let hosts = ok(
+        &engine,
+        &[
+            "run",
+            "--rm",
+            "--hostname",
+            "boat",
+            "busybox",
+            "cat",
+            "/etc/hosts",
+            "/etc/hostname",
+        ],
+    );
+    assert!(hosts.contains("127.0.0.1\tlocalhost"), "{hosts}");
+    assert!(hosts.contains("\tboat"), "{hosts}");
+    assert!(hosts.ends_with("boat\n"), "{hosts}");
+    let resolv = ok(
+        &engine,
+        &["run", "--rm", "busybox", "cat", "/etc/resolv.conf"],
+    );
+    assert!(resolv.contains("nameserver"), "{resolv}");
+    assert!(
+        !resolv.contains("nameserver 127."),
+        "loopback nameserver kept: {resolv}"
+    );
+    // bridge: eth0 with an address in the engine's subnet, and the gateway routes.
+    let ip = ok(
+        &engine,
+        &[
+            "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+        ],
+    );
+    let prefix = engine.subnet.trim_end_matches(".0/24");
+    assert!(ip.contains(&format!("inet {prefix}.")), "{ip}");
+    // none: only lo.
+    let links = ok(
+        &engine,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ip",
+            "-o",
+            "link",
+        ],
+    );
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains("lo:"), "{links}");
+    // host: the host's namespace (its lo and eth0 are visible).
+    let host_links = ok(
+        &engine,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "busybox",
+            "ip",
+            "-o",
+            "link",
+        ],
+    );
+    let mine = Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip");
+    assert_eq!(
+        host_links.lines().count(),
+        out(&mine).lines().count(),
+        "{host_links}"
+    );
+    // Two containers on the bridge reach each other.
+    ok(
+        &engine,
+        &[
+            "run", "-d", "--name", "srv", "busybox", "httpd", "-f", "-p", "80", "-h", "/www",
+        ],
+    );
+    let srv_ip = ok(
+        &engine,
+        &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv"],
+    );
+    let page = ok(&engine, &["run", "--rm", "busybox", "sh", "-c",
+        &format!("for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://{}/index.html && exit 0; sleep 0.2; done; exit 1", srv_ip.trim())]);
+    assert_eq!(page, "hello from berth\n");
+}
+
+#[test]
+fn logs_follow_events_and_wait_conditions() {
+    let engine = Engine::start();
+    // events: start a stream first, then act.
+    let mut events = Command::new("docker")
+        .args([
+            "events",
+            "--format",
+            "{{.Type}} {{.Action}}",
+            "--filter",
+            "type=container",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", engine.sock.display()))
+        .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker events");
+    std::thread::sleep(Duration::from_millis(300));
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo tick $i; sleep 0.3; done",
+        ],
+    );
+    let follow = engine.docker(&["logs", "-f", "-t", "ticker"]);
+    let text = out(&follow);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.lines().all(|l| l.contains("Z tick ")),
+        "timestamps: {text}"
+    );
+    let tail = ok(&engine, &["logs", "--tail", "1", "ticker"]);
+    assert_eq!(tail, "tick 3\n");
+    assert_eq!(ok(&engine, &["wait", "ticker"]).trim(), "0");
+    ok(&engine, &["rm", "ticker"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = events.kill();
+    let got = events.wait_with_output().expect("events output");
+    let seen = out(&got);
+    for action in ["create", "start", "die", "destroy"] {
+        assert!(
+            seen.contains(&format!("container {action}")),
+            "no {action} event in {seen}"
+        );
+    }
+}
+
+#[test]
+fn interactive_terminal_session() {
+    let engine = Engine::start();
+    // `script` gives the docker CLI a terminal; the container sees one too.
+    let cmd = format!(
+        "DOCKER_HOST=unix://{} DOCKER_CONFIG={} docker run --rm -it busybox sh -c 'tty; stty size; exit 4'",
+        engine.sock.display(),
+        engine.dir.path().join("docker-config").display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (bsdutils)");
+    let text = out(&o);
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert_eq!(o.status.code(), Some(4), "{text}");
+}
