@@ -182,3 +182,48 @@ fn berth_images_and_errors() {
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is already in use"));
 }
+
+#[test]
+fn berth_run_forwards_signals_to_the_container() {
+    let engine = Engine::start();
+    let mut child = Command::new(berth_bin())
+        .arg("-H")
+        .arg(format!("unix://{}", engine.sock.display()))
+        .args([
+            "run",
+            "--rm",
+            "--name",
+            "trapper",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got INT; exit 9' INT; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berth run");
+    // Wait until the trap is installed (the container printed "ready").
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let logs = berth(&engine, &["logs", "trapper"]);
+        if String::from_utf8_lossy(&logs.stdout).contains("ready") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "container never got ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("berth exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("got INT"),
+        "{stdout} / {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(9));
+}

@@ -167,6 +167,9 @@ fn inspect(client: &Client, name: &str) -> Result<ContainerInspect> {
 
 /// Attach, ask for the exit, start (when `start`), pump, and return the exit status.
 fn attach_start_wait(client: &Client, id: &str, s: &Session, start: bool) -> Result<i32> {
+    if !s.tty {
+        proxy_signals(client, id);
+    }
     let on = |b: bool| if b { "1" } else { "0" };
     let stream = client
         .post(format!(
@@ -239,6 +242,41 @@ fn attach_start_wait(client: &Client, id: &str, s: &Session, start: bool) -> Res
         .into());
     }
     Ok(container_exit_code(waited.status_code))
+}
+
+/// Docker's `--sig-proxy` (on by default without a terminal): signals berth receives go to
+/// the container through the API instead of ending berth, so ctrl-c stops the container's
+/// process the way it would stop a local one. Blocked here, before any other thread of the
+/// session exists, and taken by one thread with sigwait. With a terminal, ctrl-c is a byte
+/// on the pty and the container's terminal makes it a signal.
+fn proxy_signals(client: &Client, id: &str) {
+    use nix::sys::signal::{SigSet, Signal};
+    let set: SigSet = [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ]
+    .into_iter()
+    .collect();
+    if set.thread_block().is_err() {
+        return;
+    }
+    let client = client.clone();
+    let id = path_segment(id);
+    thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            let name = sig.as_str().trim_start_matches("SIG").to_owned();
+            if let Err(e) = client.post_empty(format!(
+                "/containers/{id}/kill{}",
+                query(&[("signal", &name)])
+            )) {
+                eprintln!("berth: cannot forward {name} to the container: {e}");
+            }
+        }
+    });
 }
 
 /// Sends the terminal's size now (retrying briefly, as docker does, since the container may
