@@ -16,7 +16,7 @@ RUNC ?= /usr/sbin/runc
 DEMO_ROOT := /run/berth-demo
 DEMO_ID := berth-demo
 
-.PHONY: all build deps demo demo-runtime lint test conformance oci-probe bench-runtime clean install
+.PHONY: all build deps demo demo-runtime lint test conformance oci-probe bench-runtime bench-engine clean install
 
 all: build
 
@@ -74,6 +74,12 @@ conformance: deps build oci-probe
 bench-runtime: deps build
 	scripts/bench-runtime.sh
 
+# berthd + berth against dockerd + docker, each private to the run: `run --rm /bin/true`
+# (bridge and --network none), daemon idle RSS, shim RSS per container
+# (scripts/bench-engine.sh; BENCH_RUNS=N, default 30).
+bench-engine: deps build
+	scripts/bench-engine.sh
+
 clean:
 	$(CARGO) clean
 
@@ -82,3 +88,9 @@ clean:
 bench-image: deps
 	$(CARGO) build --release -p berth-image --bin berth-image-pull
 	scripts/bench-image.sh
+
+# iperf3 through a published port on 127.0.0.1 vs straight to the container, and the
+# cost of one container's network setup (scripts/bench-net.sh).
+.PHONY: bench-net
+bench-net: deps build
+	scripts/bench-net.sh

@@ -13,6 +13,8 @@ packages=(
 	containerd docker.io podman skopeo bsdutils
 	# crates/image's pull test runs Debian's registry on 127.0.0.1 (pushes with skopeo).
 	docker-registry
+	# make bench-net: TCP throughput through a published port and straight to the container.
+	iperf3
 	# systemd-analyze verifies contrib/systemd's units (crates/daemon/tests/systemd_units.rs).
 	# Installing it starts nothing where systemd is not PID 1 (containers, CI).
 	systemd

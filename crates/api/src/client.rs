@@ -310,13 +310,19 @@ impl<'a> Request<'a> {
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes())?;
-        match self.body {
-            RequestBody::Empty => {}
-            RequestBody::Bytes(b) => stream.write_all(&b)?,
-            RequestBody::Reader(mut r) => write_chunked(&mut r, &mut stream)?,
+        let sent = match self.body {
+            RequestBody::Empty => Ok(()),
+            RequestBody::Bytes(b) => stream.write_all(&b),
+            RequestBody::Reader(mut r) => write_chunked(&mut r, &mut stream),
         }
-        stream.flush()?;
-        Ok(stream)
+        .and_then(|()| stream.flush());
+        match sent {
+            Ok(()) => Ok(stream),
+            // The daemon may answer (a 404 for a bad destination, say) and close before it
+            // read the body; its answer is still there to read, and says more than EPIPE.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(stream),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ pub struct EmptyObject {}
 
 /// `Cmd`, `Entrypoint` and `Shell`: a list of strings, but old clients send one string
 /// (moby's `strslice.StrSlice`), which means a one-element list.
-fn str_slice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+pub(crate) fn str_slice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -72,7 +72,7 @@ pub struct ContainerConfig {
 }
 
 /// `null` or missing as the type's default (Go's nil slices and maps arrive as `null`).
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -117,6 +117,50 @@ pub struct Mount {
     pub source: String,
     pub target: String,
     pub read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<BindOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<VolumeOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+/// `--mount type=bind,bind-propagation=...`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct BindOptions {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub propagation: String,
+}
+
+/// `--mount type=volume,volume-nocopy,volume-label=...`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct VolumeOptions {
+    /// Do not copy the image's content at the target into a new, empty volume.
+    pub no_copy: bool,
+    #[serde(deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_config: Option<VolumeDriverConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct VolumeDriverConfig {
+    pub name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `--mount type=tmpfs,tmpfs-size=...,tmpfs-mode=...`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct TmpfsOptions {
+    /// Bytes; 0 is the kernel's default (half of RAM).
+    pub size_bytes: i64,
+    /// Permission bits (Go's `os.FileMode`); 0 is the kernel's default (1777).
+    pub mode: u32,
 }
 
 /// The host-dependent configuration (moby `container.HostConfig`), the subset berth acts
@@ -369,6 +413,39 @@ pub struct ContainerSummary {
     pub network_settings: SummaryNetworkSettings,
     pub mounts: Vec<MountPoint>,
 }
+
+/// `X-Docker-Container-Path-Stat` of `HEAD`/`GET /containers/{id}/archive`: base64 (standard
+/// alphabet) of this as JSON (moby `types.ContainerPathStat`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerPathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go's `os.FileMode`: the permission bits plus type bits (`1<<31` dir, `1<<27`
+    /// symlink, ...); see [`file_mode`].
+    pub mode: u32,
+    /// RFC 3339.
+    pub mtime: String,
+    /// For a symlink: its target, resolved inside the container, absolute.
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// Go's `os.FileMode` type bits, as they travel in [`ContainerPathStat::mode`].
+pub mod file_mode {
+    pub const DIR: u32 = 1 << 31;
+    pub const SYMLINK: u32 = 1 << 27;
+    pub const DEVICE: u32 = 1 << 26;
+    pub const NAMED_PIPE: u32 = 1 << 25;
+    pub const SOCKET: u32 = 1 << 24;
+    pub const SETUID: u32 = 1 << 23;
+    pub const SETGID: u32 = 1 << 22;
+    pub const CHAR_DEVICE: u32 = 1 << 21;
+    pub const STICKY: u32 = 1 << 20;
+    pub const PERM: u32 = 0o777;
+}
+
+/// The header that carries a [`ContainerPathStat`].
+pub const PATH_STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
 
 #[cfg(test)]
 mod tests {

@@ -9,10 +9,14 @@
 pub mod client;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod image;
+pub mod prune;
+pub mod stats;
 pub mod stream;
 pub mod system;
 pub mod version;
+pub mod volume;
 
 pub use error::ErrorResponse;
 pub use system::{

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use berth_api::container::{
-    ContainerConfig, ContainerCreateRequest, EmptyObject, HostConfig, RestartPolicy, StringSet,
+    BindOptions, ContainerConfig, ContainerCreateRequest, EmptyObject, HostConfig, Mount,
+    RestartPolicy, StringSet, TmpfsOptions, VolumeDriverConfig, VolumeOptions,
 };
 
 use crate::cli::ContainerOpts;
@@ -51,6 +52,12 @@ pub fn build(
     let (exposed, port_bindings) = parse_port_specs(&opts.publish)?;
     let env = parse_env(&host.env_files, &opts.env, host.lookup_env)?;
     let (binds, volumes) = parse_volumes(&opts.volume, &host.cwd)?;
+    let mounts = opts
+        .mount
+        .iter()
+        .map(|m| parse_mount(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tmpfs = parse_tmpfs(&opts.tmpfs)?;
     let restart_policy = parse_restart_policy(opts.restart.as_deref().unwrap_or("no"))?;
     if opts.rm && !matches!(restart_policy.name.as_str(), "" | "no") {
         return Err("conflicting options: cannot specify both --restart and --rm".into());
@@ -90,6 +97,8 @@ pub fn build(
     };
     let host_config = HostConfig {
         binds,
+        mounts,
+        tmpfs,
         network_mode: opts.network.clone().unwrap_or_else(|| "default".into()),
         port_bindings,
         restart_policy,
@@ -196,6 +205,121 @@ pub fn parse_volumes(specs: &[String], cwd: &Path) -> Result<(Vec<String>, Strin
         }
     }
     Ok((binds, volumes))
+}
+
+/// Go's `strconv.ParseBool`, which the docker CLI uses for `--mount` flags.
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid value for {key}: {value}")),
+    }
+}
+
+/// go-units `RAMInBytes`: `64m`, `1g`, `512k`, `100` (binary multiples, `b`/`ib` optional).
+fn ram_in_bytes(text: &str) -> Result<i64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let unit_start = lower
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(unit_start);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid size: '{text}'"))?;
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return Err(format!("invalid size: '{text}'")),
+    };
+    Ok((value * (1u64 << shift) as f64) as i64)
+}
+
+/// One `--mount` value as the docker CLI's `MountOpt` reads it: comma-separated `key=value`
+/// (`type`, `source`/`src`, `target`/`dst`/`destination`, `readonly`/`ro`,
+/// `bind-propagation`, `volume-nocopy`, `volume-label`, `volume-driver`, `volume-opt`,
+/// `tmpfs-size`, `tmpfs-mode`); `type` defaults to `volume`. The type itself is checked by
+/// the daemon, as with docker.
+pub fn parse_mount(value: &str) -> Result<Mount, String> {
+    let mut m = Mount {
+        kind: "volume".to_owned(),
+        ..Mount::default()
+    };
+    let mut volume = VolumeOptions::default();
+    let mut tmpfs = TmpfsOptions::default();
+    let mut bind = BindOptions::default();
+    let mut driver: Option<VolumeDriverConfig> = None;
+    for field in value.split(',').filter(|f| !f.is_empty()) {
+        let (key, val) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v)),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let need = |v: Option<&str>| {
+            v.map(str::to_owned)
+                .ok_or_else(|| format!("invalid field '{field}' must be a key=value pair"))
+        };
+        match key.as_str() {
+            "readonly" | "ro" => m.read_only = val.map_or(Ok(true), |v| parse_bool(&key, v))?,
+            "volume-nocopy" => volume.no_copy = val.map_or(Ok(true), |v| parse_bool(&key, v))?,
+            "type" => m.kind = need(val)?.to_ascii_lowercase(),
+            "source" | "src" => m.source = need(val)?,
+            "target" | "dst" | "destination" => m.target = need(val)?,
+            "bind-propagation" => bind.propagation = need(val)?,
+            "volume-label" => {
+                let kv = need(val)?;
+                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                volume.labels.insert(k.to_owned(), v.to_owned());
+            }
+            "volume-driver" => driver.get_or_insert_with(Default::default).name = need(val)?,
+            "volume-opt" => {
+                let kv = need(val)?;
+                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                driver
+                    .get_or_insert_with(Default::default)
+                    .options
+                    .insert(k.to_owned(), v.to_owned());
+            }
+            "tmpfs-size" => tmpfs.size_bytes = ram_in_bytes(&need(val)?)?,
+            "tmpfs-mode" => {
+                let v = need(val)?;
+                tmpfs.mode = u32::from_str_radix(&v, 8)
+                    .map_err(|_| format!("invalid value for {key}: {v}"))?;
+            }
+            "consistency" => {}
+            _ => return Err(format!("unexpected key '{key}' in '{field}'")),
+        }
+    }
+    if m.target.is_empty() {
+        return Err("target is required".to_owned());
+    }
+    if driver.is_some() {
+        volume.driver_config = driver;
+    }
+    match m.kind.as_str() {
+        "volume" => m.volume_options = Some(volume),
+        "tmpfs" => m.tmpfs_options = Some(tmpfs),
+        "bind" => m.bind_options = Some(bind),
+        _ => {}
+    }
+    Ok(m)
+}
+
+/// `--tmpfs /dst[:opts]` -> `HostConfig.Tmpfs`.
+pub fn parse_tmpfs(specs: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let (dst, opts) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+        if !dst.starts_with('/') {
+            return Err(format!(
+                "invalid value \"{spec}\" for --tmpfs: mount path must be absolute"
+            ));
+        }
+        out.insert(dst.to_owned(), opts.to_owned());
+    }
+    Ok(out)
 }
 
 /// `a/./b/../c` -> `a/c` without touching the filesystem (the path may not exist yet).
@@ -451,6 +575,47 @@ mod tests {
         assert!(parse_volumes(&["a:b".into()], cwd).is_err());
         assert!(parse_volumes(&["a:/b:ro:x".into()], cwd).is_err());
         assert!(parse_volumes(&["rel".into()], cwd).is_err());
+    }
+
+    #[test]
+    fn mounts_and_tmpfs() {
+        let m = parse_mount("type=volume,source=data,target=/data,readonly,volume-nocopy")
+            .expect("valid");
+        assert_eq!((m.kind.as_str(), m.source.as_str()), ("volume", "data"));
+        assert!(m.read_only);
+        assert!(m.volume_options.expect("options").no_copy);
+        let m =
+            parse_mount("type=tmpfs,dst=/scratch,tmpfs-size=64m,tmpfs-mode=1770").expect("valid");
+        let t = m.tmpfs_options.expect("options");
+        assert_eq!((t.size_bytes, t.mode), (64 << 20, 0o1770));
+        let m = parse_mount("target=/x").expect("valid");
+        assert_eq!(m.kind, "volume");
+        assert_eq!(
+            parse_mount("type=bind,source=/a").expect_err("no target"),
+            "target is required"
+        );
+        assert!(parse_mount("type=bind,bogus=1,target=/x").is_err());
+        assert_eq!(
+            parse_mount("type=bogus,target=/x")
+                .expect("daemon decides")
+                .kind,
+            "bogus"
+        );
+        let t = parse_tmpfs(&["/run:rw,size=1m".into(), "/tmp".into()]).expect("valid");
+        assert_eq!(t["/run"], "rw,size=1m");
+        assert_eq!(t["/tmp"], "");
+        assert!(parse_tmpfs(&["rel".into()]).is_err());
+        let lookup = |_: &str| None;
+        let o = opts(&[
+            "--mount",
+            "type=tmpfs,target=/t",
+            "--tmpfs",
+            "/run",
+            "alpine",
+        ]);
+        let plan = build(&o, true, false, &host(&lookup)).expect("valid");
+        assert_eq!(plan.request.host_config.mounts.len(), 1);
+        assert!(plan.request.host_config.tmpfs.contains_key("/run"));
     }
 
     #[test]

@@ -23,12 +23,13 @@ use tokio::net::UnixListener;
 
 use crate::container_manager::ContainerManager;
 use crate::events::EventBus;
+use crate::exec_manager::ExecManager;
 use crate::image_service::ImageService;
 use crate::metadata_store::{Counts, MetadataStore};
 use crate::response::{self, ApiError, Body};
 use crate::router::{route, Endpoint, RouteError};
 use crate::system_routes::{self, SystemFacts, DAEMON_VERSION};
-use crate::{container_routes, image_routes};
+use crate::{archive_routes, container_routes, exec_routes, image_routes};
 
 /// How long in-flight requests get to finish after SIGTERM before the daemon exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -44,6 +45,10 @@ pub struct DaemonState {
     pub events: Arc<EventBus>,
     pub images: Arc<ImageService>,
     pub containers: Arc<ContainerManager>,
+    /// Volumes of the local driver; the container manager holds the same store.
+    pub volumes: Arc<crate::volume_store::VolumeStore>,
+    /// `docker exec` records, in memory: an exec does not outlive its container's run.
+    pub execs: Arc<ExecManager>,
 }
 
 /// The listening socket; removes the socket file when dropped, so that every way out of
@@ -201,9 +206,16 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
     let mut resp = dispatch(&state, req).await;
     add_common_headers(&mut resp);
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    tracing::debug!(
+        %method,
+        %path,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
     Ok(resp)
 }
 
@@ -261,6 +273,27 @@ async fn dispatch(state: &Arc<DaemonState>, req: Request<Incoming>) -> Response<
         | Endpoint::ContainerResize
         | Endpoint::ContainerLogs
         | Endpoint::ContainerDelete => container_routes::handle(state, routed, req).await,
+        Endpoint::ContainerArchive => archive_routes::handle(state, routed, req).await,
+        Endpoint::ExecCreate
+        | Endpoint::ExecStart
+        | Endpoint::ExecResize
+        | Endpoint::ExecInspect => exec_routes::handle(state, routed, req).await,
+        Endpoint::VolumeList
+        | Endpoint::VolumeCreate
+        | Endpoint::VolumeInspect
+        | Endpoint::VolumeDelete
+        | Endpoint::VolumePrune => crate::volume_routes::handle(state, routed, req).await,
+        Endpoint::ContainerTop
+        | Endpoint::ContainerStats
+        | Endpoint::ContainerChanges
+        | Endpoint::ContainerPause
+        | Endpoint::ContainerUnpause
+        | Endpoint::ContainerRename
+        | Endpoint::ContainerPrune
+        | Endpoint::ImagePrune
+        | Endpoint::SystemDf
+        | Endpoint::NetworkPrune
+        | Endpoint::BuildPrune => crate::maintenance_routes::handle(state, routed, req).await,
     };
     result.unwrap_or_else(Response::from)
 }

@@ -25,16 +25,20 @@ use hyper::StatusCode;
 use tokio::sync::{oneshot, watch};
 
 use crate::clock;
+use crate::container_mounts::{self, MountKind, MountRecord, PlannedMount, Source};
 use crate::container_names;
 use crate::container_record::{
     ContainerRecord, NetworkEndpoint, PublishedPort, RunState, Status, ZERO_TIME,
 };
-use crate::container_spec::{self, BindMount, EtcFiles, NetnsPlan};
+use crate::container_spec::{self, EtcFiles, NetnsPlan};
 use crate::events::EventBus;
 use crate::image_service::ImageService;
 use crate::metadata_store::{ContainerStoreError, MetadataStore};
 use crate::response::ApiError;
 use crate::shim_client::{self, Shim, ShimLaunch};
+use crate::volume_store::VolumeStore;
+
+mod pause_rename;
 
 /// How long a stop waits after SIGKILL before giving up on the container.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -66,7 +70,7 @@ impl Paths {
         }
     }
     /// Short on purpose: the shim's socket path must fit in 108 bytes.
-    fn state_dir(&self, id: &str) -> PathBuf {
+    pub fn state_dir(&self, id: &str) -> PathBuf {
         self.exec_root.join("c").join(id)
     }
     fn runtime_root(&self) -> PathBuf {
@@ -89,7 +93,9 @@ pub struct ExitSeen {
 type PendingAttach = oneshot::Sender<oneshot::Sender<()>>;
 
 struct Live {
-    op: tokio::sync::Mutex<()>,
+    /// Serializes lifecycle operations (start, stop, rm, ...) on one container. An `Arc`
+    /// so that `docker cp` can hold it across a streamed response ([`ContainerManager::lock_ops`]).
+    op: Arc<tokio::sync::Mutex<()>>,
     exits: watch::Sender<ExitSeen>,
     removed: watch::Sender<bool>,
     pending_attach: Mutex<Vec<PendingAttach>>,
@@ -98,7 +104,7 @@ struct Live {
 impl Live {
     fn new() -> Arc<Self> {
         Arc::new(Self {
-            op: tokio::sync::Mutex::new(()),
+            op: Arc::new(tokio::sync::Mutex::new(())),
             exits: watch::channel(ExitSeen::default()).0,
             removed: watch::channel(false).0,
             pending_attach: Mutex::new(Vec::new()),
@@ -127,6 +133,7 @@ pub struct ContainerManager {
     store: Arc<Mutex<MetadataStore>>,
     images: Arc<ImageService>,
     events: Arc<EventBus>,
+    volumes: Arc<VolumeStore>,
     network_config: BridgeNetworkConfig,
     network: Mutex<Option<Arc<BridgeNetwork>>>,
     records: Mutex<BTreeMap<String, ContainerRecord>>,
@@ -156,16 +163,21 @@ impl ContainerManager {
         store: Arc<Mutex<MetadataStore>>,
         images: Arc<ImageService>,
         events: Arc<EventBus>,
+        volumes: Arc<VolumeStore>,
         network_config: BridgeNetworkConfig,
     ) -> Result<Arc<Self>, ApiError> {
         let records = lock(&store)
             .containers()
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        for r in &records {
+            volumes.restore_refs(&r.id, volume_names(&r.mounts));
+        }
         let manager = Arc::new(Self {
             paths,
             store,
             images,
             events,
+            volumes,
             network_config,
             network: Mutex::new(None),
             records: Mutex::new(records.into_iter().map(|r| (r.id.clone(), r)).collect()),
@@ -206,6 +218,20 @@ impl ContainerManager {
             ))),
             _ => Err(not_found(name)),
         }
+    }
+
+    /// Holds the container's lifecycle lock (the one start, stop and rm take) until the
+    /// guard drops, and returns the record as it is under the lock. `docker cp` mounts a
+    /// stopped container's rootfs for the copy: holding this keeps a start (which mounts
+    /// it too) or an rm from racing the unmount, as dockerd holds the container's lock for
+    /// a whole archive operation.
+    pub async fn lock_ops(
+        &self,
+        name: &str,
+    ) -> Result<(ContainerRecord, tokio::sync::OwnedMutexGuard<()>), ApiError> {
+        let record = self.find(name)?;
+        let guard = self.live(&record.id).op.clone().lock_owned().await;
+        Ok((self.find(&record.id)?, guard))
     }
 
     pub fn list(&self) -> Vec<ContainerRecord> {
@@ -313,6 +339,7 @@ impl ContainerManager {
             ));
         }
         validate_host_config(&host_config)?;
+        let host_config = container_spec::check_security(host_config)?;
         let image = self.images.resolve(&requested.image)?;
         let image_cc = image.config.config.clone().unwrap_or_default();
         let overrides = overrides(&requested);
@@ -323,21 +350,14 @@ impl ContainerManager {
         }
         // Every port binding must parse before anything exists.
         port_specs(&host_config, &BTreeMap::new())?;
-        for bind in container_spec::parse_binds(&host_config.binds)? {
-            if !bind.source.exists() {
-                // `-v /host:/ctr` makes a missing host dir, as Docker does.
-                std::fs::create_dir_all(&bind.source).map_err(|e| {
-                    ApiError::bad_request(format!(
-                        "cannot create bind source {}: {e}",
-                        bind.source.display()
-                    ))
-                })?;
-            }
-        }
-        mount_binds(&host_config)?;
+        let mut config = merged_config(&requested, &image_cc, &image.config);
+        let planned = container_mounts::plan(&host_config, config.volumes.as_ref())?;
+        check_host_sources(&planned)?;
 
         let id = container_names::new_id()?;
-        let mut config = merged_config(&requested, &image_cc, &image.config);
+        let mounts = self.acquire_mounts(&id, &planned)?;
+        // Until the record exists, a failed create gives back its volumes.
+        let undo_mounts = |this: &Self| this.volumes.release(&id, &anonymous_names(&mounts));
         if config.hostname.is_empty() {
             config.hostname = id[..12].to_owned();
         }
@@ -356,18 +376,20 @@ impl ContainerManager {
             state: RunState::default(),
             network: None,
             restart_count: 0,
+            mounts: mounts.clone(),
         };
 
-        self.images
-            .snapshotter
-            .create(&id, &image.chain_ids)
-            .map_err(|e| {
-                ApiError::internal(format!("cannot create the container's rootfs: {e}"))
-            })?;
+        if let Err(e) = self.images.snapshotter.create(&id, &image.chain_ids) {
+            undo_mounts(self);
+            return Err(ApiError::internal(format!(
+                "cannot create the container's rootfs: {e}"
+            )));
+        }
         let undo_snapshot = |this: &Self| {
             if let Err(e) = this.images.snapshotter.remove(&id) {
                 tracing::warn!(%id, %e, "cannot remove the snapshot of a failed create");
             }
+            undo_mounts(this);
         };
         let mut attempt = 0;
         let record = loop {
@@ -407,6 +429,81 @@ impl ContainerManager {
         lock(&self.records).insert(id.clone(), record.clone());
         self.event("create", &record, &[]);
         Ok(id)
+    }
+
+    /// Resolves planned mounts for container `id`: volumes are got (made if missing) with
+    /// the container's reference. On an error the references taken so far are given back.
+    fn acquire_mounts(
+        &self,
+        id: &str,
+        planned: &[PlannedMount],
+    ) -> Result<Vec<MountRecord>, ApiError> {
+        let mut mounts = Vec::with_capacity(planned.len());
+        for m in planned {
+            let record = match &m.source {
+                Source::Host { path, .. } => m.record("", path),
+                Source::Tmpfs => m.record("", Path::new("")),
+                Source::Volume(v) => {
+                    let name = match v {
+                        container_mounts::VolumeSource::Named(n) => Some(n.as_str()),
+                        container_mounts::VolumeSource::Anonymous => None,
+                    };
+                    match self.volumes.acquire(name, id) {
+                        Ok(volume) => m.record(&volume.name, &self.volumes.data_dir(&volume.name)),
+                        Err(e) => {
+                            self.volumes.release(id, &anonymous_names(&mounts));
+                            return Err(e.into());
+                        }
+                    }
+                }
+            };
+            mounts.push(record);
+        }
+        Ok(mounts)
+    }
+
+    /// At start, with the rootfs mounted: copies the image's content into empty volumes
+    /// (Docker's copy-up) and returns the binds for `config.json`. A volume's host path is
+    /// taken from the store now, not from the record, so the data root may move.
+    fn mount_volumes(
+        &self,
+        record: &ContainerRecord,
+        rootfs: &Path,
+    ) -> Result<Vec<container_spec::BindMount>, ApiError> {
+        let mut mounts = container_mounts::of(record);
+        for m in mounts.iter_mut().filter(|m| m.kind == MountKind::Volume) {
+            m.source = self.volumes.data_dir(&m.name).display().to_string();
+            if m.copy_up {
+                match self.volumes.copy_up(&m.name, rootfs, &m.destination) {
+                    Ok(true) => {
+                        tracing::debug!(id = %record.id, volume = %m.name, "copied the image's content into the volume")
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        self.volume_events("mount", record);
+        Ok(container_mounts::binds(&mounts))
+    }
+
+    /// `volume mount`/`unmount` events for each volume of the container, as dockerd sends.
+    fn volume_events(&self, action: &str, record: &ContainerRecord) {
+        for m in record.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+            let mut attrs = BTreeMap::from([
+                ("container".to_owned(), record.id.clone()),
+                (
+                    "driver".to_owned(),
+                    crate::volume_store::LOCAL_DRIVER.to_owned(),
+                ),
+            ]);
+            if action == "mount" {
+                attrs.insert("destination".to_owned(), m.destination.clone());
+                attrs.insert("propagation".to_owned(), String::new());
+                attrs.insert("read/write".to_owned(), (!m.read_only).to_string());
+            }
+            self.events.publish("volume", action, &m.name, attrs);
+        }
     }
 
     // ---- start ----
@@ -541,8 +638,7 @@ impl ContainerManager {
             .ok_or_else(|| ApiError::internal("the container's image config is missing"))?;
         let process = runtime_spec::plan(&image_config, &overrides(&record.requested), rootfs)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let mut binds = container_spec::parse_binds(&record.host_config.binds)?;
-        binds.extend(mount_binds(&record.host_config)?);
+        let binds = self.mount_volumes(record, rootfs)?;
         let etc = self.paths.etc(id);
         let hostname = container_spec::hostname(record);
         let write = |path: &Path, text: String| {
@@ -735,6 +831,7 @@ impl ContainerManager {
             return;
         };
         self.event("die", &record, &[("exitCode", code.to_string())]);
+        self.volume_events("unmount", &record);
         live.exits.send_modify(|e| {
             e.seq += 1;
             e.code = code;
@@ -789,6 +886,7 @@ impl ContainerManager {
             .kill(sig, false)
             .await
             .map_err(|e| ApiError::internal(format!("Cannot kill container: {name}: {e}")))?;
+        self.thaw_after_signal(&record.id, sig).await;
         self.event("kill", &record, &[("signal", sig.to_string())]);
         Ok(())
     }
@@ -828,6 +926,7 @@ impl ContainerManager {
         if let Err(e) = shim.kill(signal, false).await {
             tracing::debug!(%id, %e, "stop signal not delivered");
         }
+        self.thaw_after_signal(id, signal).await;
         let graceful = if timeout < 0 {
             exited(&mut exits).await.is_ok()
         } else {
@@ -837,6 +936,7 @@ impl ContainerManager {
         };
         if !graceful {
             let _ = shim.kill(libc::SIGKILL, true).await;
+            self.thaw_after_signal(id, libc::SIGKILL).await;
             tokio::time::timeout(KILL_GRACE, exited(&mut exits))
                 .await
                 .map_err(|_| {
@@ -944,6 +1044,18 @@ impl ContainerManager {
     // ---- remove ----
 
     pub async fn remove(self: &Arc<Self>, name: &str, force: bool) -> Result<(), ApiError> {
+        self.remove_with_volumes(name, force, false).await
+    }
+
+    /// `rm` with `-v` (`volumes`): the container's anonymous volumes go with it, unless
+    /// another container uses them too. An `--rm` container always takes them, as dockerd's
+    /// auto-remove does; named volumes always stay.
+    pub async fn remove_with_volumes(
+        self: &Arc<Self>,
+        name: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), ApiError> {
         let record = self.find(name)?;
         let live = self.live(&record.id);
         let _op = live.op.lock().await;
@@ -981,7 +1093,15 @@ impl ContainerManager {
             lock(&this.store)
                 .delete_container(&id)
                 .map_err(|e| ApiError::internal(e.to_string()))?;
-            lock(&this.records).remove(&id);
+            let removed = lock(&this.records).remove(&id);
+            if let Some(r) = removed {
+                let anonymous = if volumes || r.host_config.auto_remove {
+                    anonymous_names(&r.mounts)
+                } else {
+                    Vec::new()
+                };
+                this.volumes.release(&id, &anonymous);
+            }
             Ok(())
         })
         .await?;
@@ -1202,40 +1322,48 @@ fn validate_host_config(hc: &berth_api::container::HostConfig) -> Result<(), Api
     Ok(())
 }
 
-/// `--mount type=bind|tmpfs`: binds (whose source must exist, Docker's rule for
-/// `--mount`); volumes are not built yet.
-fn mount_binds(hc: &berth_api::container::HostConfig) -> Result<Vec<BindMount>, ApiError> {
-    let mut out = Vec::new();
-    for m in &hc.mounts {
-        match m.kind.as_str() {
-            "bind" => {
-                if !Path::new(&m.source).exists() {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
-                        m.source
-                    )));
-                }
-                if !m.target.starts_with('/') {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid mount config for type \"bind\": invalid mount path: '{}' mount path must be absolute",
-                        m.target
-                    )));
-                }
-                out.push(BindMount {
-                    source: PathBuf::from(&m.source),
-                    destination: m.target.clone(),
-                    read_only: m.read_only,
-                });
-            }
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    format!("mount type {other:?} is not supported by berth yet"),
-                ))
-            }
+/// Host paths of binds: `-v /host:/ctr` makes a missing directory, as Docker does;
+/// `--mount type=bind` requires it to exist (Docker's rule for `--mount`).
+fn check_host_sources(planned: &[PlannedMount]) -> Result<(), ApiError> {
+    for m in planned {
+        let Source::Host {
+            path,
+            create_missing,
+        } = &m.source
+        else {
+            continue;
+        };
+        if path.exists() {
+            continue;
         }
+        if !create_missing {
+            return Err(ApiError::bad_request(format!(
+                "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                path.display()
+            )));
+        }
+        std::fs::create_dir_all(path).map_err(|e| {
+            ApiError::bad_request(format!("cannot create bind source {}: {e}", path.display()))
+        })?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Names of the volumes among `mounts`.
+fn volume_names(mounts: &[MountRecord]) -> impl Iterator<Item = &str> {
+    mounts
+        .iter()
+        .filter(|m| m.kind == MountKind::Volume)
+        .map(|m| m.name.as_str())
+}
+
+/// Names of the anonymous volumes made for the container.
+fn anonymous_names(mounts: &[MountRecord]) -> Vec<String> {
+    mounts
+        .iter()
+        .filter(|m| m.kind == MountKind::Volume && m.anonymous)
+        .map(|m| m.name.clone())
+        .collect()
 }
 
 /// `ExposedPorts` keys as `(port, proto)`.

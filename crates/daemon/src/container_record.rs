@@ -119,6 +119,10 @@ pub struct ContainerRecord {
     pub network: Option<NetworkEndpoint>,
     #[serde(default)]
     pub restart_count: i64,
+    /// Binds, volumes and `--mount` tmpfs as decided at create; the volumes named here are
+    /// the ones the container holds a reference to until it is removed.
+    #[serde(default)]
+    pub mounts: Vec<crate::container_mounts::MountRecord>,
 }
 
 impl ContainerRecord {

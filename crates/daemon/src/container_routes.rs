@@ -83,10 +83,9 @@ pub async fn handle(
         }
         Endpoint::ContainerLogs => container_logs::serve(state, name, &query),
         Endpoint::ContainerDelete => {
-            if query.bool("v") {
-                tracing::debug!("rm -v: berth has no volumes to remove yet");
-            }
-            manager.remove(name, query.bool("force")).await?;
+            manager
+                .remove_with_volumes(name, query.bool("force"), query.bool("v"))
+                .await?;
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
         other => Err(ApiError::internal(format!(
@@ -321,7 +320,7 @@ fn status_text(r: &ContainerRecord) -> String {
     }
 }
 
-fn summary(r: &ContainerRecord) -> ContainerSummary {
+pub(crate) fn summary(r: &ContainerRecord) -> ContainerSummary {
     let mut ports: Vec<Port> = Vec::new();
     if let Some(net) = &r.network {
         for p in &net.ports {
@@ -376,8 +375,16 @@ fn summary(r: &ContainerRecord) -> ContainerSummary {
         network_settings: SummaryNetworkSettings {
             networks: endpoint_settings(r),
         },
-        mounts: Vec::new(),
+        mounts: mount_points(r),
     }
+}
+
+/// `Mounts` of inspect and `ps`: binds, volumes and `--mount` tmpfs, as dockerd lists them.
+fn mount_points(r: &ContainerRecord) -> Vec<berth_api::container::MountPoint> {
+    crate::container_mounts::of(r)
+        .iter()
+        .map(crate::container_mounts::MountRecord::to_api)
+        .collect()
 }
 
 fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> {
@@ -484,7 +491,7 @@ fn inspect(state: &Arc<DaemonState>, r: &ContainerRecord) -> ContainerInspect {
                 ),
             ]),
         },
-        mounts: Vec::new(),
+        mounts: mount_points(r),
         config: r.config.clone(),
         network_settings: NetworkSettings {
             bridge: String::new(),

@@ -3,15 +3,19 @@
 //!
 //! Docker's defaults (moby `oci/defaults.go`, `daemon/oci_linux.go`): its 14 default
 //! capabilities, a writable root, no `noNewPrivileges`, `/dev/shm` of 64 MiB, the masked
-//! and read-only `/proc` paths, the cgroup at `/berth/<id>` (dockerd's `/docker/<id>`).
+//! and read-only `/proc` paths, the cgroup at `/berth/<id>` (dockerd's `/docker/<id>`),
+//! and Docker's default seccomp profile unless `--privileged` or `seccomp=unconfined`
+//! (see `seccomp_profile`).
 
 use std::path::{Path, PathBuf};
 
+use berth_api::container::HostConfig;
 use berth_image::runtime_spec::ProcessPlan;
 use serde_json::{json, Value};
 
 use crate::container_record::ContainerRecord;
 use crate::response::ApiError;
+use crate::seccomp_profile::{self, Host, SecurityOptError, SecurityOptions};
 
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: &[&str] = &[
@@ -32,7 +36,7 @@ pub const DEFAULT_CAPS: &[&str] = &[
 ];
 
 /// Every capability up to CAP_CHECKPOINT_RESTORE (40), for `--privileged` and `ALL`.
-const ALL_CAPS: &[&str] = &[
+pub const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -103,58 +107,8 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
-/// Parses `HostConfig.Binds` entries: `/host:/ctr[:opts]` where opts are `ro`, `rw`, `z`,
-/// `Z` and propagation modes (accepted, propagation stays private). Relative host paths
-/// are named volumes, not built yet: an error that says so.
-pub fn parse_binds(binds: &[String]) -> Result<Vec<BindMount>, ApiError> {
-    let mut out = Vec::new();
-    for bind in binds {
-        let parts: Vec<&str> = bind.split(':').collect();
-        let (source, dest, opts) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, o] => (*s, *d, *o),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid volume specification: '{bind}'"
-                )))
-            }
-        };
-        if !dest.starts_with('/') {
-            return Err(ApiError::bad_request(format!(
-                "invalid volume specification: '{bind}': invalid mount config: destination must be an absolute path"
-            )));
-        }
-        if !source.starts_with('/') {
-            return Err(ApiError::new(
-                hyper::StatusCode::NOT_IMPLEMENTED,
-                format!("named volumes are not supported by berth yet: '{bind}' (use an absolute host path)"),
-            ));
-        }
-        let mut read_only = false;
-        for opt in opts.split(',').filter(|o| !o.is_empty()) {
-            match opt {
-                "ro" => read_only = true,
-                "rw" | "z" | "Z" | "private" | "rprivate" | "shared" | "rshared" | "slave"
-                | "rslave" | "nocopy" => {}
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid mode: {other} in volume specification '{bind}'"
-                    )))
-                }
-            }
-        }
-        out.push(BindMount {
-            source: PathBuf::from(source),
-            destination: dest.to_owned(),
-            read_only,
-        });
-    }
-    Ok(out)
-}
-
 /// `--cap-add`/`--cap-drop` over Docker's default set (`ALL` on either side as Docker).
-fn capabilities(record: &ContainerRecord) -> Result<Vec<String>, ApiError> {
-    let hc = &record.host_config;
+fn capabilities(hc: &HostConfig) -> Result<Vec<String>, ApiError> {
     if hc.privileged {
         return Ok(ALL_CAPS.iter().map(|c| (*c).to_owned()).collect());
     }
@@ -191,6 +145,36 @@ fn capabilities(record: &ContainerRecord) -> Result<Vec<String>, ApiError> {
     Ok(caps)
 }
 
+/// Checks `HostConfig.SecurityOpt` at create, so a bad option or profile is a 400 from
+/// `create` rather than a failed `start`. A `seccomp=/path` profile is read now and kept
+/// inline (as the docker CLI sends it), and every profile is converted and compiled for the
+/// container's capabilities exactly as `plan` will at start.
+pub fn check_security(mut hc: HostConfig) -> Result<HostConfig, ApiError> {
+    seccomp_profile::inline_profile_paths(&mut hc.security_opt).map_err(security_error)?;
+    security_plan(&hc)?;
+    Ok(hc)
+}
+
+/// `noNewPrivileges` and `linux.seccomp` from the security options and the capabilities.
+fn security_plan(hc: &HostConfig) -> Result<(SecurityOptions, Option<Value>), ApiError> {
+    let opts = seccomp_profile::parse_security_opts(&hc.security_opt).map_err(security_error)?;
+    let caps = capabilities(hc)?;
+    let seccomp =
+        seccomp_profile::for_container(&opts.seccomp, hc.privileged, &caps, Host::current())
+            .map_err(|e| security_error(e.into()))?;
+    Ok((opts, seccomp))
+}
+
+/// Every security-option error is the client's (400) except one berth has not built (501).
+fn security_error(e: SecurityOptError) -> ApiError {
+    match e {
+        SecurityOptError::Unsupported(_) => {
+            ApiError::new(hyper::StatusCode::NOT_IMPLEMENTED, e.to_string())
+        }
+        _ => ApiError::bad_request(e.to_string()),
+    }
+}
+
 /// The whole `config.json`.
 pub fn plan(
     record: &ContainerRecord,
@@ -200,8 +184,9 @@ pub fn plan(
     etc: &EtcFiles,
     binds: &[BindMount],
 ) -> Result<Value, ApiError> {
-    let caps = capabilities(record)?;
     let hc = &record.host_config;
+    let caps = capabilities(hc)?;
+    let (security, seccomp) = security_plan(hc)?;
     let tty = record.config.tty;
     let mut env = process.env.clone();
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
@@ -241,22 +226,31 @@ pub fn plan(
         mounts.push(json!({"destination": dest, "type": "bind", "source": src,
                            "options": ["rbind", "rprivate"]}));
     }
+    let mut user_mounts = Vec::new();
     for bind in binds {
         let mut options = vec!["rbind", "rprivate"];
         if bind.read_only {
             options.push("ro");
         }
-        mounts.push(json!({"destination": bind.destination, "type": "bind",
+        user_mounts.push(json!({"destination": bind.destination, "type": "bind",
                            "source": bind.source, "options": options}));
     }
-    for (dest, opts) in &hc.tmpfs {
+    for (dest, opts) in crate::container_mounts::tmpfs(record) {
         let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
         options.extend(opts.split(',').filter(|o| !o.is_empty()).map(str::to_owned));
-        mounts.push(
+        user_mounts.push(
             json!({"destination": dest, "type": "tmpfs", "source": "tmpfs",
                            "options": options}),
         );
     }
+    // Parents before children (`/data` before `/data/cache`), as dockerd sorts mounts:
+    // the runtime mounts in order, and a parent mounted later would hide the child.
+    user_mounts.sort_by_key(|m| {
+        m["destination"]
+            .as_str()
+            .map_or(0, |d| d.split('/').filter(|c| !c.is_empty()).count())
+    });
+    mounts.extend(user_mounts);
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -300,12 +294,6 @@ pub fn plan(
     } else {
         json!([{"allow": false, "access": "rwm"}])
     };
-    let no_new_privs = hc.security_opt.iter().any(|o| {
-        matches!(
-            o.as_str(),
-            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true"
-        )
-    });
     let mut spec = json!({
         "ociVersion": berth_runtime::spec_template::OCI_VERSION,
         "process": {
@@ -317,7 +305,7 @@ pub fn plan(
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps
             },
-            "noNewPrivileges": no_new_privs,
+            "noNewPrivileges": security.no_new_privileges,
         },
         "root": {"path": rootfs, "readonly": hc.readonly_rootfs},
         "hostname": hostname(record),
@@ -330,6 +318,9 @@ pub fn plan(
             "readonlyPaths": readonly,
         }
     });
+    if let Some(seccomp) = seccomp {
+        spec["linux"]["seccomp"] = seccomp;
+    }
     if let Some([rows, cols]) = hc.console_size.filter(|[r, c]| *r > 0 && *c > 0) {
         spec["process"]["consoleSize"] = json!({"height": rows, "width": cols});
     }
@@ -366,6 +357,7 @@ mod tests {
             state: Default::default(),
             network: None,
             restart_count: 0,
+            mounts: vec![],
         }
     }
 
@@ -430,17 +422,20 @@ mod tests {
         let mut r = record();
         r.host_config.cap_drop = vec!["net_raw".into()];
         r.host_config.cap_add = vec!["SYS_ADMIN".into()];
-        let caps = capabilities(&r).expect("caps");
+        let caps = capabilities(&r.host_config).expect("caps");
         assert!(!caps.contains(&"CAP_NET_RAW".to_owned()));
         assert!(caps.contains(&"CAP_SYS_ADMIN".to_owned()));
         r.host_config.cap_add = vec!["NOPE".into()];
         assert_eq!(
-            capabilities(&r).expect_err("bad cap").message,
+            capabilities(&r.host_config).expect_err("bad cap").message,
             "invalid capability: NOPE"
         );
         let mut p = record();
         p.host_config.privileged = true;
-        assert_eq!(capabilities(&p).expect("all").len(), ALL_CAPS.len());
+        assert_eq!(
+            capabilities(&p.host_config).expect("all").len(),
+            ALL_CAPS.len()
+        );
         p.host_config.cap_drop = vec!["ALL".into()];
         let spec = plan(
             &p,
@@ -455,15 +450,68 @@ mod tests {
         assert!(!spec["linux"]["namespaces"].to_string().contains("network"));
     }
 
+    fn plan_of(r: &ContainerRecord) -> Result<Value, ApiError> {
+        plan(r, &process(), Path::new("/r"), &NetnsPlan::New, &etc(), &[])
+    }
+
     #[test]
-    fn binds_parse_like_docker() {
-        let b = parse_binds(&["/srv:/data:ro".into(), "/tmp:/t".into()]).expect("binds");
-        assert!(b[0].read_only && !b[1].read_only);
-        assert_eq!(b[1].destination, "/t");
-        for bad in ["/a", "/a:rel", "/a:/b:xx", "a:b:c:d"] {
-            assert!(parse_binds(&[bad.into()]).is_err(), "{bad}");
-        }
-        let named = parse_binds(&["data:/data".into()]).expect_err("named");
-        assert_eq!(named.status, hyper::StatusCode::NOT_IMPLEMENTED);
+    fn seccomp_default_unconfined_and_privileged() {
+        let spec = plan_of(&record()).expect("plans");
+        assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        let seccomp = spec["linux"]["seccomp"].to_string();
+        assert!(
+            !seccomp.contains("\"unshare\""),
+            "unshare refused by default"
+        );
+        let mut admin = record();
+        admin.host_config.cap_add = vec!["SYS_ADMIN".into()];
+        let seccomp = plan_of(&admin).expect("plans")["linux"]["seccomp"].to_string();
+        assert!(seccomp.contains("\"unshare\"") && seccomp.contains("\"mount\""));
+        let mut r = record();
+        r.host_config.security_opt = vec!["seccomp=unconfined".into()];
+        assert!(plan_of(&r).expect("plans")["linux"]["seccomp"].is_null());
+        let mut p = record();
+        p.host_config.privileged = true;
+        assert!(plan_of(&p).expect("plans")["linux"]["seccomp"].is_null());
+        let typed: oci_spec::runtime::Spec =
+            serde_json::from_value(plan_of(&record()).expect("plans")).expect("a valid spec");
+        assert!(typed
+            .linux()
+            .as_ref()
+            .is_some_and(|l| l.seccomp().is_some()));
+    }
+
+    #[test]
+    fn security_opts_are_checked_at_create() {
+        let mut hc = HostConfig {
+            security_opt: vec!["no-new-privileges".into()],
+            ..Default::default()
+        };
+        hc = check_security(hc).expect("valid");
+        let mut r = record();
+        r.host_config = hc.clone();
+        assert_eq!(
+            plan_of(&r).expect("plans")["process"]["noNewPrivileges"],
+            true
+        );
+        hc.security_opt = vec!["bogus=1".into()];
+        let e = check_security(hc.clone()).expect_err("unknown option");
+        assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
+        assert_eq!(e.message, "invalid --security-opt: \"bogus=1\"");
+        hc.security_opt = vec![r#"seccomp={"defaultAction":"SCMP_ACT_BOGUS"}"#.into()];
+        let e = check_security(hc.clone()).expect_err("bad profile");
+        assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
+        assert!(
+            e.message.starts_with("invalid seccomp profile:"),
+            "{}",
+            e.message
+        );
+        hc.security_opt = vec!["seccomp={not json".into()];
+        let e = check_security(hc).expect_err("not JSON");
+        assert!(
+            e.message.starts_with("decoding seccomp profile failed:"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -176,7 +176,7 @@ impl ImageService {
 
     /// The summed size of the files of one unpacked layer (only its own diff: the
     /// ChainID names the stack, the dir holds this layer's changes).
-    fn layer_size(&self, chain: &Digest) -> u64 {
+    pub fn layer_size(&self, chain: &Digest) -> u64 {
         if let Some(size) = self
             .layer_sizes
             .lock()

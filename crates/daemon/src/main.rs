@@ -1,25 +1,36 @@
 //! berthd: the berth daemon. Serves the Docker Engine API on a Unix socket.
 
 mod api_server;
+mod archive_routes;
 mod clock;
 mod config;
+mod container_fs;
 mod container_logs;
 mod container_manager;
+mod container_mounts;
 mod container_names;
 mod container_record;
 mod container_routes;
 mod container_spec;
+mod container_stats;
+mod disk_usage;
 mod events;
+mod exec_manager;
+mod exec_routes;
 mod host_facts;
 mod image_routes;
 mod image_service;
+mod maintenance_routes;
 mod metadata_store;
 mod query;
 mod response;
 mod router;
+mod seccomp_profile;
 mod shim_client;
 mod system_routes;
 mod systemd;
+mod volume_routes;
+mod volume_store;
 
 use std::io::IsTerminal;
 use std::os::unix::fs::DirBuilderExt;
@@ -35,10 +46,12 @@ use crate::api_server::{ApiSocket, DaemonState};
 use crate::config::Args;
 use crate::container_manager::{ContainerManager, Paths};
 use crate::events::EventBus;
+use crate::exec_manager::ExecManager;
 use crate::host_facts::HostFacts;
 use crate::image_service::ImageService;
 use crate::metadata_store::MetadataStore;
 use crate::system_routes::SystemFacts;
+use crate::volume_store::VolumeStore;
 use berth_network::bridge_network::BridgeNetworkConfig;
 
 fn main() -> std::process::ExitCode {
@@ -119,6 +132,10 @@ fn run(args: Args) -> Result<()> {
         tracing::info!(bridge = %args.bridge, "bridge network removed");
         return Ok(());
     }
+    let volumes = Arc::new(
+        VolumeStore::open(&args.data_root, store.clone(), events.clone())
+            .context("cannot open the volume store")?,
+    );
     let containers = ContainerManager::new(
         Paths {
             data_root: args.data_root.clone(),
@@ -128,6 +145,7 @@ fn run(args: Args) -> Result<()> {
         store.clone(),
         images.clone(),
         events.clone(),
+        volumes.clone(),
         network_config,
     )
     .map_err(|e| anyhow::anyhow!("cannot load the containers: {}", e.message))?;
@@ -141,6 +159,8 @@ fn run(args: Args) -> Result<()> {
         events,
         images,
         containers: containers.clone(),
+        volumes,
+        execs: Arc::new(ExecManager::new()),
     });
 
     // Two worker threads: the daemon's work is I/O and SQLite; more threads only cost RSS.

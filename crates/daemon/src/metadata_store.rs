@@ -44,6 +44,15 @@ const MIGRATIONS: &[&str] = &[
         config  TEXT NOT NULL
     );
     "#,
+    // 2: volumes of the local driver. `config` is the JSON of `VolumeRecord`; the data
+    // itself is under `<data-root>/volumes/<name>/_data`.
+    r#"
+    CREATE TABLE volumes (
+        name    TEXT PRIMARY KEY,
+        created INTEGER NOT NULL,
+        config  TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -225,6 +234,56 @@ impl MetadataStore {
     }
 }
 
+/// Why a volume could not be recorded.
+#[derive(Debug, Error)]
+pub enum VolumeStoreError {
+    #[error("a volume named {name} already exists")]
+    Exists { name: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl MetadataStore {
+    /// Records a new volume; a taken name fails (the PRIMARY KEY decides).
+    pub fn insert_volume(
+        &self,
+        name: &str,
+        created: i64,
+        config_json: &str,
+    ) -> Result<(), VolumeStoreError> {
+        match self.conn.execute(
+            "INSERT INTO volumes (name, created, config) VALUES (?1, ?2, ?3)",
+            rusqlite::params![name, created, config_json],
+        ) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(VolumeStoreError::Exists {
+                    name: name.to_owned(),
+                })
+            }
+            Err(e) => Err(StoreError::Query(e).into()),
+        }
+    }
+
+    pub fn delete_volume(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM volumes WHERE name = ?1", [name])?
+            > 0)
+    }
+
+    /// Every volume as `(name, config JSON)`, oldest first.
+    pub fn volumes(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, config FROM volumes ORDER BY created, rowid")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
 fn read_version(conn: &Connection) -> rusqlite::Result<u32> {
     conn.query_row("SELECT version FROM schema_version", [], |row| row.get(0))
         .optional()
@@ -311,6 +370,23 @@ mod tests {
         insert("a").expect("first");
         assert!(insert("b").is_err());
         assert_eq!(store.counts().expect("counts").containers, 1);
+    }
+
+    #[test]
+    fn volumes_are_recorded_by_unique_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(dir.path()).expect("open");
+        store.insert_volume("data", 1, "{}").expect("insert");
+        assert!(matches!(
+            store.insert_volume("data", 2, "{}"),
+            Err(VolumeStoreError::Exists { .. })
+        ));
+        assert_eq!(
+            store.volumes().expect("list"),
+            vec![("data".into(), "{}".into())]
+        );
+        assert!(store.delete_volume("data").expect("delete"));
+        assert!(!store.delete_volume("data").expect("delete again"));
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub enum Endpoint {
     ContainerResize,
     ContainerLogs,
     ContainerDelete,
+    /// `docker cp`: `HEAD` stat, `GET` tar out, `PUT` tar in.
+    ContainerArchive,
+    ExecCreate,
+    ExecStart,
+    ExecResize,
+    ExecInspect,
     ImageCreate,
     ImageList,
     ImageInspect,
@@ -33,6 +39,25 @@ pub enum Endpoint {
     ImageLoad,
     ImageSaveOne,
     ImageSaveMany,
+    VolumeList,
+    VolumeCreate,
+    VolumeInspect,
+    VolumeDelete,
+    VolumePrune,
+    ContainerTop,
+    ContainerStats,
+    /// `docker diff`.
+    ContainerChanges,
+    ContainerPause,
+    ContainerUnpause,
+    ContainerRename,
+    ContainerPrune,
+    ImagePrune,
+    SystemDf,
+    /// Asked by `docker system prune`; berth's one network is never pruned.
+    NetworkPrune,
+    /// Asked by `docker system prune`; berth has no build cache.
+    BuildPrune,
 }
 
 /// (pattern, methods, endpoint). `{id}` matches one path segment; `{name*}` one or more,
@@ -100,6 +125,19 @@ const ROUTES: &[(&str, &[Method], Endpoint)] = &[
         &[Method::DELETE],
         Endpoint::ContainerDelete,
     ),
+    (
+        "/containers/{id}/archive",
+        &[Method::GET, Method::HEAD, Method::PUT],
+        Endpoint::ContainerArchive,
+    ),
+    (
+        "/containers/{id}/exec",
+        &[Method::POST],
+        Endpoint::ExecCreate,
+    ),
+    ("/exec/{id}/start", &[Method::POST], Endpoint::ExecStart),
+    ("/exec/{id}/resize", &[Method::POST], Endpoint::ExecResize),
+    ("/exec/{id}/json", &[Method::GET], Endpoint::ExecInspect),
     ("/images/create", &[Method::POST], Endpoint::ImageCreate),
     ("/images/json", &[Method::GET], Endpoint::ImageList),
     ("/images/load", &[Method::POST], Endpoint::ImageLoad),
@@ -117,6 +155,50 @@ const ROUTES: &[(&str, &[Method], Endpoint)] = &[
         Endpoint::ImageSaveOne,
     ),
     ("/images/{name*}", &[Method::DELETE], Endpoint::ImageDelete),
+    ("/volumes", &[Method::GET], Endpoint::VolumeList),
+    ("/volumes/create", &[Method::POST], Endpoint::VolumeCreate),
+    ("/volumes/prune", &[Method::POST], Endpoint::VolumePrune),
+    ("/volumes/{id}", &[Method::GET], Endpoint::VolumeInspect),
+    ("/volumes/{id}", &[Method::DELETE], Endpoint::VolumeDelete),
+    (
+        "/containers/prune",
+        &[Method::POST],
+        Endpoint::ContainerPrune,
+    ),
+    (
+        "/containers/{id}/top",
+        &[Method::GET],
+        Endpoint::ContainerTop,
+    ),
+    (
+        "/containers/{id}/stats",
+        &[Method::GET],
+        Endpoint::ContainerStats,
+    ),
+    (
+        "/containers/{id}/changes",
+        &[Method::GET],
+        Endpoint::ContainerChanges,
+    ),
+    (
+        "/containers/{id}/pause",
+        &[Method::POST],
+        Endpoint::ContainerPause,
+    ),
+    (
+        "/containers/{id}/unpause",
+        &[Method::POST],
+        Endpoint::ContainerUnpause,
+    ),
+    (
+        "/containers/{id}/rename",
+        &[Method::POST],
+        Endpoint::ContainerRename,
+    ),
+    ("/images/prune", &[Method::POST], Endpoint::ImagePrune),
+    ("/system/df", &[Method::GET], Endpoint::SystemDf),
+    ("/networks/prune", &[Method::POST], Endpoint::NetworkPrune),
+    ("/build/prune", &[Method::POST], Endpoint::BuildPrune),
 ];
 
 /// Matches `path` against `pattern`; the captured segment(s) when it matches (`Some("")`
@@ -380,5 +462,26 @@ mod tests {
             route(&Method::GET, "/containers/x/start"),
             Err(RouteError::MethodNotAllowed(&[Method::POST]))
         );
+    }
+
+    #[test]
+    fn prune_paths_are_not_container_or_image_names() {
+        let r = route(&Method::POST, "/v1.44/containers/prune").expect("container prune");
+        assert_eq!(r.endpoint, Endpoint::ContainerPrune);
+        let r = route(&Method::POST, "/images/prune").expect("image prune");
+        assert_eq!(r.endpoint, Endpoint::ImagePrune);
+        // An image or container really named "prune" is still deleted by name.
+        let r = route(&Method::DELETE, "/images/prune").expect("rmi prune");
+        assert_eq!(
+            (r.endpoint, r.param.as_str()),
+            (Endpoint::ImageDelete, "prune")
+        );
+        let r = route(&Method::GET, "/containers/web/stats").expect("stats");
+        assert_eq!(
+            (r.endpoint, r.param.as_str()),
+            (Endpoint::ContainerStats, "web")
+        );
+        let r = route(&Method::POST, "/containers/web/rename").expect("rename");
+        assert_eq!(r.endpoint, Endpoint::ContainerRename);
     }
 }

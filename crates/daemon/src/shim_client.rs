@@ -1,6 +1,7 @@
 //! The daemon's side of `berth-shim`: starting one, and its socket protocol (one JSON
 //! request line per connection, one JSON answer line; see crates/shim/src/main.rs).
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -95,13 +96,24 @@ impl Shim {
         }
     }
 
+    /// Connects through an open fd of the socket's directory: sun_path holds 108 bytes and
+    /// a deep exec root plus a 64-hex id does not fit (the shim binds the same way).
     async fn connect(&self) -> Result<UnixStream, ShimError> {
-        UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ShimError::Connect {
-                path: self.socket.clone(),
-                source,
-            })
+        let err = |source| ShimError::Connect {
+            path: self.socket.clone(),
+            source,
+        };
+        let dir_path = self.socket.parent().unwrap_or(Path::new("/"));
+        let dir = std::fs::File::open(dir_path).map_err(err)?;
+        let name = self
+            .socket
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let short = format!("/proc/self/fd/{}/{name}", dir.as_raw_fd());
+        let stream = UnixStream::connect(&short).await.map_err(err)?;
+        drop(dir);
+        Ok(stream)
     }
 
     /// Sends `request` and reads the answer line; the stream stays usable after it (for
@@ -183,6 +195,38 @@ impl Shim {
             .exchange(&json!({"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}))
             .await?;
         Ok(stream)
+    }
+
+    /// Starts `process` (an OCI process object) in the container as exec `id`: its pid
+    /// and its stream (raw with a terminal, Docker's frames without). The error is the
+    /// runtime's reason the process could not start.
+    pub async fn exec(
+        &self,
+        id: &str,
+        process: &Value,
+        terminal: bool,
+        stdin: bool,
+    ) -> Result<(i64, UnixStream), ShimError> {
+        let (stream, answer) = self
+            .exchange(&json!({"op": "exec", "id": id, "process": process,
+                              "terminal": terminal, "stdin": stdin}))
+            .await?;
+        let pid = answer.get("pid").and_then(Value::as_i64).unwrap_or(0);
+        Ok((pid, stream))
+    }
+
+    /// Blocks until exec `id` exited and its output is drained: its exit code.
+    pub async fn exec_wait(&self, id: &str) -> Result<i64, ShimError> {
+        let v = self.request(json!({"op": "exec_wait", "id": id})).await?;
+        v.get("exit_code")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| ShimError::BadAnswer(v.to_string()))
+    }
+
+    pub async fn exec_resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), ShimError> {
+        self.request(json!({"op": "exec_resize", "id": id, "rows": rows, "cols": cols}))
+            .await
+            .map(|_| ())
     }
 }
 

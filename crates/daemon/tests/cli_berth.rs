@@ -186,7 +186,7 @@ fn berth_images_and_errors() {
 #[test]
 fn berth_run_forwards_signals_to_the_container() {
     let engine = Engine::start();
-    let mut child = Command::new(berth_bin())
+    let child = Command::new(berth_bin())
         .arg("-H")
         .arg(format!("unix://{}", engine.sock.display()))
         .args([

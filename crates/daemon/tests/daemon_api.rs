@@ -337,7 +337,8 @@ fn socket_mode_database_and_graceful_sigterm() {
         & 0o777;
     assert_eq!(mode, 0o660);
 
-    // The database: WAL, schema version 1. Opened while the daemon runs, as WAL allows.
+    // The database: WAL, schema version 2 (volumes). Opened while the daemon runs, as WAL
+    // allows.
     let db = d.data_root().join("berthd.db");
     let conn = rusqlite::Connection::open(&db).expect("open db");
     let mode: String = conn
@@ -347,7 +348,7 @@ fn socket_mode_database_and_graceful_sigterm() {
     let version: u32 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .expect("schema version");
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     drop(conn);
 
     // An idle open connection must not hold the daemon up; the socket file goes away.

@@ -39,6 +39,9 @@
 //! | `{"op":"resize","rows":R,"cols":C}` | `{"ok":true}`; terminal only |
 //! | `{"op":"attach","stdin":B,"stdout":B,"stderr":B}` | `{"ok":true}`, then the connection is a raw stream (below) |
 //! | `{"op":"delete"}` | `{"ok":true}` once the runtime deleted the exited (or never started) container; the shim then removes `shim.sock` and `shim.pid` and exits. `container.log`, `exit.json` and `shim.log` stay for the daemon |
+//! | `{"op":"exec","id":"EXEC_ID","process":{...},"terminal":B,"stdin":B}` | `{"ok":true,"pid":N}` once the process (an OCI `process` object, as runc's `exec --process` file) runs in the container, then the connection is its stream, as after `attach`; or the runtime's error (`exec: "x": executable file not found in $PATH`) and nothing runs. `terminal` overrides `process.terminal`; without `stdin` the process's stdin is /dev/null |
+//! | `{"op":"exec_wait","id":"EXEC_ID"}` | blocks until the exec has exited and its output is drained: `{"exit_code":N}`; answers at once after that, for as long as the shim runs |
+//! | `{"op":"exec_resize","id":"EXEC_ID","rows":R,"cols":C}` | `{"ok":true}`; an exec with a terminal, while it runs |
 //!
 //! After the `attach` answer line:
 //! - with a terminal, bytes are raw in both directions;
@@ -48,9 +51,18 @@
 //! - the client's bytes go to the container's stdin (only with `--stdin` and `"stdin":true`);
 //!   the client's half-close (shutdown of its write side) closes the container's stdin pipe;
 //! - the shim closes the stream when the container has exited and its output is sent.
+//!
+//! An `exec` stream is the same for its own process, with stdout and stderr always sent:
+//! raw with a terminal, framed without; the half-close closes its stdin pipe; the shim
+//! closes the stream once the process exited and its output is sent (output of children
+//! that outlive it is waited for up to two seconds after the last of it). Exec output goes
+//! to the stream only, never to `container.log`, as Docker's. The shim reaps exec'd
+//! processes itself (it is their parent) and keeps their exit codes for `exec_wait`.
 
+mod exec_session;
 mod json_log;
 mod launch;
+mod process_io;
 mod protocol;
 mod server;
 
@@ -204,12 +216,9 @@ fn shim_main(args: StartArgs, report: OwnedFd) -> i32 {
     // SAFETY: prctl with an integer argument.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let made_dir = !args.state_dir.exists();
-    let result = detach(&args).and_then(|own| {
-        let server = setup(&args, &own)?;
-        Ok((own, server))
-    });
+    let result = detach(&args).and_then(|own| setup(&args, own));
     match result {
-        Ok((_own, server)) => {
+        Ok(server) => {
             let _ = nix::unistd::write(&report, &[0]);
             drop(report);
             server.run()
@@ -277,7 +286,7 @@ fn detach(args: &StartArgs) -> Result<launch::OwnStdio> {
     Ok(own)
 }
 
-fn setup(args: &StartArgs, own: &launch::OwnStdio) -> Result<server::Server> {
+fn setup(args: &StartArgs, own: launch::OwnStdio) -> Result<server::Server> {
     // Blocked before the init exists so its exit cannot slip past the signalfd; the init
     // resets its mask before exec.
     let mut set = SigSet::empty();
@@ -288,13 +297,19 @@ fn setup(args: &StartArgs, own: &launch::OwnStdio) -> Result<server::Server> {
         .context("signalfd")?;
 
     let sock = args.state_dir.join(server::SOCKET);
-    if UnixStream::connect(&sock).is_ok() {
+    // sun_path holds 108 bytes; a deep state dir (a test's temp dir plus a 64-hex id) does
+    // not fit. Through an open fd of the dir the path is short however deep the dir is.
+    let dir = std::fs::File::open(&args.state_dir)
+        .with_context(|| format!("opening {}", args.state_dir.display()))?;
+    let short = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), server::SOCKET);
+    if UnixStream::connect(&short).is_ok() {
         anyhow::bail!("a shim already serves {}", sock.display());
     }
     let _ = std::fs::remove_file(&sock);
     let _ = std::fs::remove_file(args.state_dir.join(server::EXIT_FILE));
     let listener =
-        UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
+        UnixListener::bind(&short).with_context(|| format!("binding {}", sock.display()))?;
+    drop(dir);
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -317,7 +332,7 @@ fn setup(args: &StartArgs, own: &launch::OwnStdio) -> Result<server::Server> {
         terminal: args.terminal,
         stdin: args.stdin,
     };
-    let launched = launch::create(&req, own)?;
+    let launched = launch::create(&req, &own)?;
     if !args.no_start {
         launch::start(&req)?;
     }
@@ -330,6 +345,7 @@ fn setup(args: &StartArgs, own: &launch::OwnStdio) -> Result<server::Server> {
     );
     server::Server::new(
         req,
+        own,
         args.state_dir.clone(),
         listener,
         signals,

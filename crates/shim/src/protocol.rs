@@ -1,10 +1,12 @@
 //! The socket's wire format: one JSON request line per connection, one JSON response line
 //! (see the crate documentation for the table of operations).
 
+use oci_spec::runtime::Process;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The longest request line we accept; requests are a few dozen bytes.
+/// The longest request line we accept; requests are a few dozen bytes (an `exec` with its
+/// process and environment a few kB).
 pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// Docker's stream numbers in the multiplexed attach format.
@@ -12,7 +14,7 @@ pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     State,
     Wait,
@@ -35,6 +37,23 @@ pub enum Request {
         stderr: bool,
     },
     Delete,
+    Exec {
+        id: String,
+        /// The OCI process (runc's `exec --process` file), boxed: it is large.
+        process: Box<Process>,
+        #[serde(default)]
+        terminal: bool,
+        #[serde(default)]
+        stdin: bool,
+    },
+    ExecWait {
+        id: String,
+    },
+    ExecResize {
+        id: String,
+        rows: u16,
+        cols: u16,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +116,36 @@ mod tests {
                 stderr: false
             }
         );
+        let exec = parse(
+            br#"{"op":"exec","id":"e1","process":{"args":["ls"],"cwd":"/","user":{"uid":0,"gid":0}},"terminal":true}"#,
+        )
+        .unwrap();
+        match exec {
+            Request::Exec {
+                id,
+                process,
+                terminal,
+                stdin,
+            } => {
+                assert_eq!(id, "e1");
+                assert_eq!(process.args().as_deref(), Some(&["ls".to_string()][..]));
+                assert!(terminal && !stdin);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse(br#"{"op":"exec_wait","id":"e1"}"#).unwrap(),
+            Request::ExecWait { id: "e1".into() }
+        );
+        assert_eq!(
+            parse(br#"{"op":"exec_resize","id":"e1","rows":2,"cols":3}"#).unwrap(),
+            Request::ExecResize {
+                id: "e1".into(),
+                rows: 2,
+                cols: 3
+            }
+        );
+        assert!(parse(br#"{"op":"exec","id":"e1"}"#).is_err());
         assert!(parse(br#"{"op":"nope"}"#).is_err());
         assert!(parse(br#"{"op":"resize","rows":1}"#).is_err());
         assert!(parse(&vec![b' '; MAX_REQUEST + 1]).is_err());

@@ -1,12 +1,15 @@
 //! The shim's event loop: one poll(2) over the listening socket, the clients, the
-//! container's output, its stdin (while a write is pending) and a signalfd for SIGCHLD.
+//! container's output, its stdin (while a write is pending), the same for every exec'd
+//! process, and a signalfd for SIGCHLD.
 //!
 //! Every descriptor is non-blocking, so no slow client or container stalls the others: a
 //! client's unsent output is buffered (and the client dropped past `MAX_CLIENT_BUFFER`),
 //! and client input is not read while stdin has a write pending.
 
+use crate::exec_session::{self, ExecRequest, ExecSession};
 use crate::json_log::JsonLog;
-use crate::launch::{self, Launched, Stdio};
+use crate::launch::{self, Launched, OwnStdio, Stdio};
+use crate::process_io::{read_fd, set_nonblocking, Output, StdinWriter};
 use crate::protocol::{self, Request, STDERR, STDOUT};
 use anyhow::{Context as _, Result};
 use berth_runtime::lifecycle;
@@ -30,6 +33,9 @@ pub const CONTAINER_LOG: &str = "container.log";
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// A client that falls this far behind the container's output is disconnected.
 const MAX_CLIENT_BUFFER: usize = 4 << 20;
+/// An exec's output is not read while its client has this much unsent: the exec has one
+/// reader, so it is paced by it (the pipe fills and the process blocks) instead of dropped.
+const EXEC_BACKLOG: usize = 256 << 10;
 
 enum Mode {
     /// Reading the request line.
@@ -42,6 +48,10 @@ enum Mode {
         stderr: bool,
         input_open: bool,
     },
+    /// The stream of exec `execs[exec]`: its output in, the client's bytes to its stdin.
+    Exec { exec: usize, input_open: bool },
+    /// `exec_wait` on `execs[exec]`: answered when it has finished.
+    ExecWaiting(usize),
     /// Answered; closed once the answer is sent.
     Replied,
 }
@@ -89,12 +99,6 @@ impl Client {
     }
 }
 
-struct Output {
-    /// None once it reached EOF; the entry goes at the end of that round of the loop.
-    fd: Option<OwnedFd>,
-    stream: u8,
-}
-
 pub struct Server {
     req: launch::Request,
     state_dir: PathBuf,
@@ -103,9 +107,7 @@ pub struct Server {
     listener: UnixListener,
     signals: SignalFd,
     /// Where attached clients' input goes: the stdin pipe or the pty master.
-    stdin: Option<OwnedFd>,
-    stdin_pending: Vec<u8>,
-    close_stdin_when_flushed: bool,
+    stdin: StdinWriter,
     pty: Option<OwnedFd>,
     outputs: Vec<Output>,
     log: JsonLog,
@@ -115,6 +117,11 @@ pub struct Server {
     /// exit.json's content, once written.
     finished: Option<Value>,
     quit: bool,
+    /// Our /dev/null and log, put back on 0, 1 and 2 after an exec borrowed them.
+    own: OwnStdio,
+    /// Every exec of this container, finished ones included (for `exec_wait`); indices are
+    /// stable, clients refer to them.
+    execs: Vec<ExecSession>,
 }
 
 /// What one slot of the poll set belongs to.
@@ -125,29 +132,27 @@ enum Slot {
     Output(usize),
     Stdin,
     Client(usize),
+    /// (exec, output)
+    ExecOutput(usize, usize),
+    ExecStdin(usize),
 }
 
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own; only O_NONBLOCK changes.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
-}
-
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
-    // SAFETY: read(2) into a live buffer of the given length.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
+/// The status a reaped child reports, as Docker's exit codes: 128+signal when killed.
+fn exit_code(status: libc::c_int) -> Option<i32> {
+    if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Some(128 + libc::WTERMSIG(status))
     } else {
-        Ok(n as usize)
+        None
     }
 }
 
 impl Server {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         req: launch::Request,
+        own: OwnStdio,
         state_dir: PathBuf,
         listener: UnixListener,
         signals: SignalFd,
@@ -196,9 +201,7 @@ impl Server {
         for fd in outputs.iter().filter_map(|o| o.fd.as_ref()) {
             set_nonblocking(fd.as_raw_fd());
         }
-        if let Some(s) = &stdin {
-            set_nonblocking(s.as_raw_fd());
-        }
+        let stdin = StdinWriter::new(stdin, pty.is_some());
         Ok(Server {
             req,
             state_dir,
@@ -207,8 +210,6 @@ impl Server {
             listener,
             signals,
             stdin,
-            stdin_pending: Vec::new(),
-            close_stdin_when_flushed: false,
             pty,
             outputs,
             log,
@@ -217,6 +218,8 @@ impl Server {
             exited_at: None,
             finished: None,
             quit: false,
+            own,
+            execs: Vec::new(),
         })
     }
 
@@ -232,11 +235,16 @@ impl Server {
                 return 0;
             }
             let (mut fds, slots) = self.poll_set();
-            let timeout = match self.exited_at {
-                Some(t) if self.finished.is_none() => {
-                    DRAIN_GRACE.saturating_sub(t.elapsed()).as_millis() as i32 + 1
-                }
-                _ => -1,
+            let draining = self
+                .execs
+                .iter()
+                .filter(|e| !e.finished)
+                .filter_map(|e| e.exited_at)
+                .chain(self.exited_at.filter(|_| self.finished.is_none()))
+                .min();
+            let timeout = match draining {
+                Some(t) => DRAIN_GRACE.saturating_sub(t.elapsed()).as_millis() as i32 + 1,
+                None => -1,
             };
             // SAFETY: poll(2) over a live array of pollfd.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -256,11 +264,16 @@ impl Server {
                     Slot::Listener => self.accept(),
                     Slot::Signals => self.reap(),
                     Slot::Output(i) => self.read_output(i, &mut buf),
-                    Slot::Stdin => self.flush_stdin(),
+                    Slot::Stdin => self.stdin.flush(),
                     Slot::Client(i) => self.client_ready(i, pfd.revents, &mut buf),
+                    Slot::ExecOutput(e, i) => self.read_exec_output(e, i, &mut buf),
+                    Slot::ExecStdin(e) => self.execs[e].stdin.flush(),
                 }
             }
             self.outputs.retain(|o| o.fd.is_some());
+            for e in &mut self.execs {
+                e.outputs.retain(|o| o.fd.is_some());
+            }
             self.clients.retain(|c| !c.dead);
         }
     }
@@ -283,16 +296,34 @@ impl Server {
                 add(fd.as_raw_fd(), libc::POLLIN, Slot::Output(i));
             }
         }
-        if let (Some(s), false) = (&self.stdin, self.stdin_pending.is_empty()) {
-            add(s.as_raw_fd(), libc::POLLOUT, Slot::Stdin);
+        if let Some(fd) = self.stdin.pending_fd() {
+            add(fd, libc::POLLOUT, Slot::Stdin);
+        }
+        for (e, exec) in self.execs.iter().enumerate() {
+            let backlog = self.exec_client(e).map_or(0, |c| self.clients[c].out.len());
+            if backlog < EXEC_BACKLOG {
+                for (i, o) in exec.outputs.iter().enumerate() {
+                    if let Some(fd) = &o.fd {
+                        add(fd.as_raw_fd(), libc::POLLIN, Slot::ExecOutput(e, i));
+                    }
+                }
+            }
+            if let Some(fd) = exec.stdin.pending_fd() {
+                add(fd, libc::POLLOUT, Slot::ExecStdin(e));
+            }
         }
         for (i, c) in self.clients.iter().enumerate() {
             let mut events = 0;
             match c.mode {
-                Mode::Request(_) | Mode::Waiting => events |= libc::POLLIN,
+                Mode::Request(_) | Mode::Waiting | Mode::ExecWaiting(_) => events |= libc::POLLIN,
                 Mode::Attached { input_open, .. } => {
                     // Backpressure: no more input while stdin has a write pending.
-                    if input_open && self.stdin_pending.is_empty() {
+                    if input_open && !self.stdin.has_pending() {
+                        events |= libc::POLLIN;
+                    }
+                }
+                Mode::Exec { exec, input_open } => {
+                    if input_open && !self.execs[exec].stdin.has_pending() {
                         events |= libc::POLLIN;
                     }
                 }
@@ -331,8 +362,15 @@ impl Server {
         }
     }
 
-    /// Reaps every exited child: the container's init, and (as a subreaper) whatever of
-    /// its descendants was orphaned onto us.
+    /// The live (not dead) client streaming exec `e`, if any.
+    fn exec_client(&self, e: usize) -> Option<usize> {
+        self.clients
+            .iter()
+            .position(|c| !c.dead && matches!(c.mode, Mode::Exec { exec, .. } if exec == e))
+    }
+
+    /// Reaps every exited child: the container's init, the exec'd processes, and (as a
+    /// subreaper) whatever of their descendants was orphaned onto us.
     fn reap(&mut self) {
         while let Ok(Some(_)) = self.signals.read_signal() {}
         loop {
@@ -342,19 +380,52 @@ impl Server {
             if pid <= 0 {
                 return;
             }
-            if pid != self.init.as_raw() {
-                continue;
-            }
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else if libc::WIFSIGNALED(status) {
-                128 + libc::WTERMSIG(status)
-            } else {
+            let Some(code) = exit_code(status) else {
                 continue;
             };
-            eprintln!("berth-shim: container init {pid} exited: {code}");
-            self.exit_code = Some(code);
-            self.exited_at = Some(Instant::now());
+            if pid == self.init.as_raw() {
+                eprintln!("berth-shim: container init {pid} exited: {code}");
+                self.exit_code = Some(code);
+                self.exited_at = Some(Instant::now());
+            } else if let Some(e) = self
+                .execs
+                .iter_mut()
+                .find(|e| e.pid.as_raw() == pid && e.exit_code.is_none())
+            {
+                e.exit_code = Some(code);
+                e.exited_at = Some(Instant::now());
+            }
+        }
+    }
+
+    /// An exec's output goes to its stream only (Docker does not log exec output); with
+    /// no client left it is read and dropped, so the process does not block on a full pipe.
+    fn read_exec_output(&mut self, e: usize, i: usize, buf: &mut [u8]) {
+        let Some(fd) = self.execs[e].outputs[i].fd.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
+        let stream = self.execs[e].outputs[i].stream;
+        match read_fd(fd, buf) {
+            Ok(n) if n > 0 => {
+                if self.execs[e].exit_code.is_some() {
+                    // The grace counts from the last output, not the exit: a reader that
+                    // paced us must not lose what is still in the pipe.
+                    self.execs[e].exited_at = Some(Instant::now());
+                }
+                let raw = self.execs[e].pty.is_some();
+                if let Some(c) = self.exec_client(e) {
+                    let c = &mut self.clients[c];
+                    if raw {
+                        c.out.extend_from_slice(&buf[..n]);
+                    } else {
+                        protocol::frame(stream, &buf[..n], &mut c.out);
+                    }
+                    c.flush();
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            // EOF, or EIO from a pty master whose last slave is closed.
+            _ => self.execs[e].outputs[i].fd = None,
         }
     }
 
@@ -404,8 +475,8 @@ impl Server {
             return;
         }
         let reading = match &self.clients[i].mode {
-            Mode::Request(_) | Mode::Waiting => true,
-            Mode::Attached { input_open, .. } => *input_open,
+            Mode::Request(_) | Mode::Waiting | Mode::ExecWaiting(_) => true,
+            Mode::Attached { input_open, .. } | Mode::Exec { input_open, .. } => *input_open,
             Mode::Replied => false,
         };
         if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
@@ -450,9 +521,18 @@ impl Server {
                     self.request(i, &req, rest, n == 0);
                 }
             }
-            Mode::Waiting => {
+            Mode::Waiting | Mode::ExecWaiting(_) => {
                 if n == 0 {
                     self.clients[i].dead = true;
+                }
+            }
+            Mode::Exec { exec, input_open } => {
+                let stdin = &mut self.execs[*exec].stdin;
+                if n == 0 {
+                    *input_open = false;
+                    stdin.close();
+                } else {
+                    stdin.feed(&buf[..n]);
                 }
             }
             Mode::Attached {
@@ -463,10 +543,10 @@ impl Server {
                     *input_open = false;
                     // Docker's StdinOnce: the client's half-close is the container's EOF.
                     if to_stdin {
-                        self.close_stdin();
+                        self.stdin.close();
                     }
                 } else if to_stdin {
-                    self.feed_stdin(&buf[..n]);
+                    self.stdin.feed(&buf[..n]);
                 }
             }
             Mode::Replied => {}
@@ -507,7 +587,7 @@ impl Server {
                 if self.finished.is_some() {
                     protocol::error("container has exited")
                 } else {
-                    let stdin = stdin && self.stdin.is_some();
+                    let stdin = stdin && self.stdin.is_open();
                     let c = &mut self.clients[i];
                     c.out.extend_from_slice(&protocol::ok());
                     c.mode = Mode::Attached {
@@ -518,17 +598,86 @@ impl Server {
                     };
                     c.flush();
                     if stdin && !rest.is_empty() {
-                        self.feed_stdin(&rest);
+                        self.stdin.feed(&rest);
                     }
                     if stdin && input_ended {
-                        self.close_stdin();
+                        self.stdin.close();
                     }
                     return;
                 }
             }
             Request::Delete => self.delete(),
+            Request::Exec {
+                id,
+                process,
+                terminal,
+                stdin,
+            } => {
+                let req = ExecRequest {
+                    id,
+                    process: *process,
+                    terminal,
+                    stdin,
+                };
+                return self.exec(i, req, rest, input_ended);
+            }
+            Request::ExecWait { id } => match self.execs.iter().position(|e| e.id == id) {
+                None => protocol::error(format!("no such exec: {id}")),
+                Some(e) if self.execs[e].finished => {
+                    protocol::line(&json!({"exit_code": self.execs[e].exit_code}))
+                }
+                Some(e) => {
+                    self.clients[i].mode = Mode::ExecWaiting(e);
+                    return;
+                }
+            },
+            Request::ExecResize { id, rows, cols } => {
+                match self.execs.iter().find(|e| e.id == id && !e.finished) {
+                    None => protocol::error(format!("no such running exec: {id}")),
+                    Some(e) => match e.resize(rows, cols) {
+                        Ok(()) => protocol::ok(),
+                        Err(msg) => protocol::error(msg),
+                    },
+                }
+            }
         };
         self.clients[i].reply(answer);
+    }
+
+    /// Starts an exec and turns client `i` into its stream; `rest` is what the client sent
+    /// after the request line (the first stdin bytes).
+    fn exec(&mut self, i: usize, req: ExecRequest, rest: Vec<u8>, input_ended: bool) {
+        if !self.started || self.exit_code.is_some() {
+            return self.clients[i].reply(protocol::error("container is not running"));
+        }
+        if self.execs.iter().any(|e| e.id == req.id) {
+            let msg = format!("exec {} already exists", req.id);
+            return self.clients[i].reply(protocol::error(msg));
+        }
+        let id = req.id.clone();
+        let session = match exec_session::spawn(&self.req, &self.own, req) {
+            Ok(s) => s,
+            Err(e) => return self.clients[i].reply(protocol::error(e)),
+        };
+        eprintln!("berth-shim: exec {id} started (pid {})", session.pid);
+        let pid = session.pid.as_raw();
+        self.execs.push(session);
+        let e = self.execs.len() - 1;
+        let c = &mut self.clients[i];
+        c.out
+            .extend_from_slice(&protocol::line(&json!({"ok": true, "pid": pid})));
+        c.mode = Mode::Exec {
+            exec: e,
+            input_open: !input_ended,
+        };
+        c.flush();
+        let stdin = &mut self.execs[e].stdin;
+        if !rest.is_empty() {
+            stdin.feed(&rest);
+        }
+        if input_ended {
+            stdin.close();
+        }
     }
 
     fn state(&self) -> Vec<u8> {
@@ -596,61 +745,23 @@ impl Server {
         }
     }
 
-    fn feed_stdin(&mut self, data: &[u8]) {
-        if self.stdin.is_none() {
-            return;
-        }
-        self.stdin_pending.extend_from_slice(data);
-        self.flush_stdin();
-    }
-
-    fn flush_stdin(&mut self) {
-        let Some(fd) = &self.stdin else {
-            self.stdin_pending.clear();
-            return;
-        };
-        while !self.stdin_pending.is_empty() {
-            // SAFETY: write(2) from a live buffer.
-            let n = unsafe {
-                libc::write(
-                    fd.as_raw_fd(),
-                    self.stdin_pending.as_ptr().cast(),
-                    self.stdin_pending.len(),
-                )
-            };
-            if n >= 0 {
-                self.stdin_pending.drain(..n as usize);
+    /// Once the init is reaped and its output drained (or the grace is over), records the
+    /// exit and tells the waiters; attached streams end. The same for each exec.
+    fn maybe_finish(&mut self) {
+        for e in 0..self.execs.len() {
+            let exec = &self.execs[e];
+            if exec.finished {
                 continue;
             }
-            match std::io::Error::last_os_error().kind() {
-                ErrorKind::Interrupted => continue,
-                ErrorKind::WouldBlock => return,
-                // EPIPE: the container closed its stdin; what is pending has nowhere to go.
-                _ => {
-                    self.stdin_pending.clear();
-                    self.stdin = None;
-                    return;
-                }
+            let paced = self
+                .exec_client(e)
+                .is_some_and(|c| self.clients[c].out.len() >= EXEC_BACKLOG);
+            match exec.exited_at {
+                Some(_) if exec.outputs.is_empty() => self.finish_exec(e),
+                Some(t) if t.elapsed() >= DRAIN_GRACE && !paced => self.finish_exec(e),
+                _ => {}
             }
         }
-        if self.close_stdin_when_flushed {
-            self.stdin = None;
-        }
-    }
-
-    /// EOF for the container's stdin pipe, once pending input is written. A terminal has no
-    /// EOF to give (a ^D is the program's business), so its master stays open.
-    fn close_stdin(&mut self) {
-        if self.pty.is_some() {
-            return;
-        }
-        self.close_stdin_when_flushed = true;
-        self.flush_stdin();
-    }
-
-    /// Once the init is reaped and its output drained (or the grace is over), records the
-    /// exit and tells the waiters; attached streams end.
-    fn maybe_finish(&mut self) {
         if self.finished.is_some() {
             return;
         }
@@ -669,8 +780,7 @@ impl Server {
         if let Err(e) = write_atomic(&self.state_dir.join(EXIT_FILE), &protocol::line(&value)) {
             eprintln!("berth-shim: {e:#}");
         }
-        self.stdin = None;
-        self.stdin_pending.clear();
+        self.stdin.discard();
         for c in &mut self.clients {
             match c.mode {
                 Mode::Waiting => c.reply(protocol::line(&value)),
@@ -682,6 +792,24 @@ impl Server {
             }
         }
         self.finished = Some(value);
+    }
+
+    fn finish_exec(&mut self, e: usize) {
+        let exec = &mut self.execs[e];
+        exec.finish();
+        let code = exec.exit_code.unwrap_or(0);
+        eprintln!("berth-shim: exec {} exited: {code}", exec.id);
+        let answer = protocol::line(&json!({"exit_code": code}));
+        for c in &mut self.clients {
+            match c.mode {
+                Mode::ExecWaiting(w) if w == e => c.reply(answer.clone()),
+                Mode::Exec { exec, .. } if exec == e => {
+                    c.close_when_flushed = true;
+                    c.flush();
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Sends what the clients still have coming (briefly, blocking) and leaves.

@@ -6,7 +6,7 @@ use berth_api::client::{query, Client};
 use berth_api::container::{ContainerInspect, PortBinding, WaitResponse};
 
 use super::{for_each, path_segment};
-use crate::cli::{ContainersArgs, KillArgs, LogsArgs, PortArgs, RmArgs, StopArgs};
+use crate::cli::{ContainersArgs, KillArgs, LogsArgs, PortArgs, RenameArgs, RmArgs, StopArgs};
 use crate::exit_code::container_exit_code;
 use crate::stdio_pump::copy_output;
 
@@ -26,6 +26,25 @@ pub fn stop(client: &Client, args: StopArgs, verb: &str) -> Result<i32> {
         println!("{name}");
         Ok(())
     })
+}
+
+/// `pause` and `unpause`: one request per container, its name printed on success.
+pub fn pause(client: &Client, args: ContainersArgs, verb: &str) -> Result<i32> {
+    for_each(&args.containers, |name| {
+        client.post_empty(format!("/containers/{}/{verb}", path_segment(name)))?;
+        println!("{name}");
+        Ok(())
+    })
+}
+
+/// `rename OLD NEW`: silent on success, as docker.
+pub fn rename(client: &Client, args: RenameArgs) -> Result<i32> {
+    client.post_empty(format!(
+        "/containers/{}/rename{}",
+        path_segment(&args.container),
+        query(&[("name", &args.new_name)])
+    ))?;
+    Ok(0)
 }
 
 pub fn kill(client: &Client, args: KillArgs) -> Result<i32> {

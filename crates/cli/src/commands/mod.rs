@@ -4,14 +4,19 @@
 use anyhow::Result;
 use berth_api::client::Client;
 
-use crate::cli::Command;
+use crate::cli::{Command, ContainerCommand, ImageCommand, SystemCommand, VolumeCommand};
 
 pub mod container;
+pub mod cp;
+pub mod exec;
 pub mod image;
 pub mod inspect;
+pub mod prune;
 pub mod ps;
 pub mod run;
+pub mod stats;
 pub mod system;
+pub mod volume;
 
 pub fn dispatch(client: &Client, command: Command) -> Result<i32> {
     match command {
@@ -19,6 +24,7 @@ pub fn dispatch(client: &Client, command: Command) -> Result<i32> {
         Command::Create(a) => run::create(client, a),
         Command::Start(a) => run::start(client, a),
         Command::Attach(a) => run::attach(client, a),
+        Command::Exec(a) => exec::exec(client, a),
         Command::Stop(a) => container::stop(client, a, "stop"),
         Command::Restart(a) => container::stop(client, a, "restart"),
         Command::Kill(a) => container::kill(client, a),
@@ -27,6 +33,7 @@ pub fn dispatch(client: &Client, command: Command) -> Result<i32> {
         Command::Logs(a) => container::logs(client, a),
         Command::Port(a) => container::port(client, a),
         Command::Ps(a) => ps::ps(client, a),
+        Command::Cp(a) => cp::cp(client, a),
         Command::Inspect(a) => inspect::inspect(client, a),
         Command::Pull(a) => image::pull(client, a),
         Command::Push(a) => image::push(client, a),
@@ -36,6 +43,21 @@ pub fn dispatch(client: &Client, command: Command) -> Result<i32> {
         Command::Load(a) => image::load(client, a),
         Command::Save(a) => image::save(client, a),
         Command::Import(a) => image::import(client, a),
+        Command::Top(a) => stats::top(client, a),
+        Command::Stats(a) => stats::stats(client, a),
+        Command::Diff(a) => stats::diff(client, a),
+        Command::Pause(a) => container::pause(client, a, "pause"),
+        Command::Unpause(a) => container::pause(client, a, "unpause"),
+        Command::Rename(a) => container::rename(client, a),
+        Command::Container(ContainerCommand::Prune(a)) => prune::container_prune(client, a),
+        Command::Image(ImageCommand::Prune(a)) => prune::image_prune(client, a),
+        Command::System(SystemCommand::Df) => prune::system_df(client),
+        Command::System(SystemCommand::Prune(a)) => prune::system_prune(client, a),
+        Command::Volume(VolumeCommand::Create(a)) => volume::create(client, a),
+        Command::Volume(VolumeCommand::Ls(a)) => volume::ls(client, a),
+        Command::Volume(VolumeCommand::Inspect(a)) => volume::inspect(client, a),
+        Command::Volume(VolumeCommand::Rm(a)) => volume::rm(client, a),
+        Command::Volume(VolumeCommand::Prune(a)) => volume::prune(client, a),
         Command::Version => system::version(client),
         Command::Info => system::info(client),
     }

@@ -1,0 +1,317 @@
+//! `docker exec` end to end: the real docker CLI and the `berth` CLI against a real berthd
+//! running a real busybox container (see support/engine.rs); exec output, exit codes,
+//! stdin with half-close, env/workdir/user, a missing program, a stopped container,
+//! detached execs, a terminal (through `script`), the raw API's answers and the events.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::engine::Engine;
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The `berth` CLI, built next to berthd.
+fn berth_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth")
+}
+
+/// One of the two CLIs, run against the engine.
+#[derive(Clone, Copy, Debug)]
+enum Cli {
+    Docker,
+    Berth,
+}
+
+impl Cli {
+    fn command(self, engine: &Engine) -> Command {
+        match self {
+            Cli::Docker => {
+                let mut c = Command::new("docker");
+                c.env("DOCKER_HOST", format!("unix://{}", engine.sock.display()))
+                    .env("DOCKER_CONFIG", engine.dir.path().join("docker-config"));
+                c
+            }
+            Cli::Berth => {
+                let mut c = Command::new(berth_bin());
+                c.arg("-H").arg(format!("unix://{}", engine.sock.display()));
+                c
+            }
+        }
+    }
+
+    /// The program and its leading arguments as one shell word list, for `script -c`.
+    fn shell_prefix(self, engine: &Engine) -> String {
+        match self {
+            Cli::Docker => format!(
+                "DOCKER_HOST=unix://{} DOCKER_CONFIG={} docker",
+                engine.sock.display(),
+                engine.dir.path().join("docker-config").display()
+            ),
+            Cli::Berth => format!(
+                "{} -H unix://{}",
+                berth_bin().display(),
+                engine.sock.display()
+            ),
+        }
+    }
+
+    fn run(self, engine: &Engine, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(engine)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{self:?}: {e}"));
+        if let Some(bytes) = stdin {
+            let mut input = child.stdin.take().expect("stdin");
+            input.write_all(bytes).expect("write stdin");
+        }
+        child.wait_with_output().expect("wait")
+    }
+}
+
+#[track_caller]
+fn exec_ok(engine: &Engine, cli: Cli, args: &[&str], stdin: Option<&[u8]>) -> String {
+    let mut full = vec!["exec"];
+    full.extend_from_slice(args);
+    let o = cli.run(engine, &full, stdin);
+    assert!(
+        o.status.success(),
+        "{cli:?} exec {args:?} failed: {}\n{}{}\n--- berthd log ---\n{}",
+        o.status,
+        out(&o),
+        err(&o),
+        engine.log()
+    );
+    out(&o)
+}
+
+fn exec(engine: &Engine, cli: Cli, args: &[&str]) -> Output {
+    let mut full = vec!["exec"];
+    full.extend_from_slice(args);
+    cli.run(engine, &full, None)
+}
+
+/// `docker run -d --name NAME busybox sleep 1000`.
+fn run_sleeper(engine: &Engine, name: &str) {
+    let o = engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(o.status.success(), "{}\n{}", err(&o), engine.log());
+}
+
+/// Everything `docker exec` is used for, through `cli`.
+fn exec_suite(engine: &Engine, cli: Cli) {
+    let c = format!("{cli:?}").to_lowercase();
+    run_sleeper(engine, &c);
+
+    assert_eq!(exec_ok(engine, cli, &[&c, "echo", "hi"], None), "hi\n");
+
+    let o = exec(engine, cli, &[&c, "sh", "-c", "echo to-err >&2; exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}{}", out(&o), err(&o));
+    assert_eq!(err(&o), "to-err\n");
+
+    // stdin, ended by the client's half-close.
+    let got = exec_ok(engine, cli, &["-i", &c, "cat"], Some(b"data\nmore\n"));
+    assert_eq!(got, "data\nmore\n");
+
+    let got = exec_ok(
+        engine,
+        cli,
+        &["-e", "A=b", "-w", "/tmp", &c, "sh", "-c", "echo $A; pwd"],
+        None,
+    );
+    assert_eq!(got, "b\n/tmp\n");
+
+    assert_eq!(
+        exec_ok(engine, cli, &["-u", "nobody", &c, "id", "-u"], None),
+        "65534\n"
+    );
+    assert_eq!(exec_ok(engine, cli, &[&c, "id", "-u"], None), "0\n");
+
+    // The command cannot be found: 127, with the runtime's reason in the output.
+    let o = exec(engine, cli, &[&c, "/nope"]);
+    assert_eq!(o.status.code(), Some(127), "{}{}", out(&o), err(&o));
+    assert!(
+        format!("{}{}", out(&o), err(&o)).contains("no such file or directory"),
+        "{}{}",
+        out(&o),
+        err(&o)
+    );
+    let o = exec(engine, cli, &[&c, "nope-not-anywhere"]);
+    assert_eq!(o.status.code(), Some(127), "{}{}", out(&o), err(&o));
+
+    // Detached: the command runs in the background.
+    let o = exec(engine, cli, &["-d", &c, "touch", "/tmp/x"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), "");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !exec(engine, cli, &[&c, "test", "-e", "/tmp/x"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the detached exec did not run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A terminal, through script(1) so the CLI has one.
+    let line = format!(
+        "{} exec -it {c} sh -c 'tty; echo TERM=$TERM; exit 3'",
+        cli.shell_prefix(engine)
+    );
+    let o = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (bsdutils)");
+    let text = out(&o);
+    assert!(text.contains("/dev/pts/"), "{text:?} {}", err(&o));
+    assert!(text.contains("TERM=xterm"), "{text:?}");
+    assert_eq!(o.status.code(), Some(3), "{text:?} {}", err(&o));
+
+    // Stopped: refused with Docker's message and status 1.
+    let o = engine.docker(&["stop", "-t", "0", &c]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = exec(engine, cli, &[&c, "true"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(err(&o).contains("is not running"), "{}", err(&o));
+    let o = engine.docker(&["rm", &c]);
+    assert!(o.status.success(), "{}", err(&o));
+}
+
+#[test]
+fn docker_exec_end_to_end() {
+    let engine = Engine::start();
+    exec_suite(&engine, Cli::Docker);
+}
+
+#[test]
+fn berth_exec_end_to_end() {
+    let engine = Engine::start();
+    exec_suite(&engine, Cli::Berth);
+}
+
+#[test]
+fn the_api_answers_like_dockerd() {
+    let engine = Engine::start();
+    let r = engine.request(
+        "POST",
+        "/v1.44/containers/nosuch/exec",
+        Some(r#"{"Cmd":["true"]}"#),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(
+        engine
+            .request("GET", "/v1.44/exec/nosuch/json", None)
+            .status,
+        404
+    );
+
+    run_sleeper(&engine, "api");
+    let r = engine.request(
+        "POST",
+        "/v1.44/containers/api/exec",
+        Some(r#"{"Cmd":["sleep","2"],"AttachStdout":true}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["Id"].as_str().expect("Id").to_owned();
+    let inspect = engine.request("GET", &format!("/v1.44/exec/{id}/json"), None);
+    assert_eq!(inspect.status, 200);
+    let v = inspect.json();
+    assert_eq!(v["Running"], false);
+    assert!(v["ExitCode"].is_null(), "{v}");
+    assert_eq!(v["ProcessConfig"]["entrypoint"], "sleep");
+    assert_eq!(v["ProcessConfig"]["arguments"], serde_json::json!(["2"]));
+    assert!(
+        v["ContainerID"].as_str().is_some_and(|c| c.len() == 64),
+        "{v}"
+    );
+
+    let r = engine.request(
+        "POST",
+        &format!("/v1.44/exec/{id}/start"),
+        Some(r#"{"Detach":true}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Running, with a pid and no exit code yet.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let v = engine
+            .request("GET", &format!("/v1.44/exec/{id}/json"), None)
+            .json();
+        if v["Running"] == true || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(v["Running"], true, "{v}");
+    assert!(v["ExitCode"].is_null(), "{v}");
+    assert!(v["Pid"].as_i64().is_some_and(|p| p > 0), "{v}");
+    // Started once only.
+    let again = engine.request(
+        "POST",
+        &format!("/v1.44/exec/{id}/start"),
+        Some(r#"{"Detach":true}"#),
+    );
+    assert_eq!(again.status, 409, "{}", again.text());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let v = loop {
+        let v = engine
+            .request("GET", &format!("/v1.44/exec/{id}/json"), None)
+            .json();
+        if v["Running"] == false || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(v["ExitCode"], 0, "{v}");
+
+    // The events: create, start, die with the exit code.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 1;
+    let events = engine
+        .request("GET", &format!("/v1.44/events?since=0&until={now}"), None)
+        .text();
+    assert!(events.contains("\"exec_create: sleep 2\""), "{events}");
+    assert!(events.contains("\"exec_start: sleep 2\""), "{events}");
+    assert!(events.contains("\"exec_die\""), "{events}");
+    assert!(events.contains(&format!("\"execID\":\"{id}\"")), "{events}");
+
+    // Stopped: 409 with Docker's message.
+    let o = engine.docker(&["stop", "-t", "0", "api"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let r = engine.request(
+        "POST",
+        "/v1.44/containers/api/exec",
+        Some(r#"{"Cmd":["true"]}"#),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("is not running"), "{}", r.text());
+}
