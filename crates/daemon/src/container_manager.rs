@@ -621,7 +621,7 @@ impl ContainerManager {
             })?;
         let result = self.prepare_mounted(record, &rootfs);
         if result.is_err() {
-            self.release(record);
+            self.release(record, true);
         }
         result
     }
@@ -731,15 +731,27 @@ impl ContainerManager {
     /// Undoes `prepare_start`, driven by the record and what exists: network endpoint,
     /// namespace file, rootfs mount. Idempotent; errors are logged, since the container is
     /// gone either way and the next recovery retries.
-    fn release(&self, record: &ContainerRecord) {
+    ///
+    /// `after_run`: the container just ran (its exit, a failed start), so a bridge endpoint
+    /// may exist even if the record does not show one yet. Otherwise (remove, recovery of a
+    /// stopped container) only what the record or the namespace file shows is undone, so
+    /// a second release costs nothing.
+    fn release(&self, record: &ContainerRecord, after_run: bool) {
         let id = &record.id;
-        if record.network_mode() == "bridge" || record.network.is_some() {
+        let netns = self.paths.netns(id);
+        let bridged = (after_run && record.network_mode() == "bridge")
+            || record.network.is_some()
+            || netns.exists();
+        if bridged {
             if let Some(net) = lock(&self.network).clone() {
-                if let Err(e) = net.disconnect(id) {
+                let port_rules = record.network.as_ref().is_none_or(|n| !n.ports.is_empty());
+                // The namespace file goes next and the container's processes are gone,
+                // so the kernel deletes the veth pair with the namespace.
+                if let Err(e) = net.disconnect_with(id, port_rules, true) {
                     tracing::warn!(%id, %e, "cannot disconnect from the bridge");
                 }
             }
-            if let Err(e) = berth_network::netns::remove_netns(&self.paths.netns(id)) {
+            if let Err(e) = berth_network::netns::remove_netns(&netns) {
                 tracing::warn!(%id, %e, "cannot remove the network namespace");
             }
         }
@@ -755,7 +767,7 @@ impl ContainerManager {
         let id2 = id.to_owned();
         let _ = blocking(move || {
             if let Ok(record) = this.find(&id2) {
-                this.release(&record);
+                this.release(&record, true);
             }
             let _ = std::fs::remove_dir_all(this.paths.state_dir(&id2));
             Ok(())
@@ -812,7 +824,7 @@ impl ContainerManager {
         let id2 = id.to_owned();
         let _ = blocking(move || {
             if let Ok(record) = this.find(&id2) {
-                this.release(&record);
+                this.release(&record, true);
             }
             let _ = std::fs::remove_dir_all(this.paths.state_dir(&id2));
             Ok(())
@@ -1074,7 +1086,7 @@ impl ContainerManager {
         let this = self.clone();
         let id = record.id.clone();
         blocking(move || {
-            this.release(&this.find(&id)?);
+            this.release(&this.find(&id)?, false);
             this.images.snapshotter.remove(&id).map_err(|e| {
                 ApiError::internal(format!("cannot remove the container's rootfs: {e}"))
             })?;
@@ -1162,7 +1174,7 @@ impl ContainerManager {
                     if r.state.status == Status::Removing {
                         return Ok(());
                     }
-                    this.release(&r);
+                    this.release(&r, false);
                     Ok(())
                 })
                 .await;

@@ -26,7 +26,17 @@ use super::{
     Owner,
 };
 
-const NFT: &str = "nft";
+/// `nft` by absolute path when it is in a standard place: the daemon may inherit a long
+/// PATH, and every rule change would otherwise search it.
+fn nft() -> &'static str {
+    static PATH: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nft")
+    })
+}
 
 /// One rule of berth's table, as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,13 +90,13 @@ impl NftablesDriver {
 
     fn apply(&self, batch: &str) -> Result<(), FirewallError> {
         tracing::debug!(table = %self.table, "nft batch:\n{batch}");
-        run_with_input(NFT, &["-f", "-"], batch).map(drop)
+        run_with_input(nft(), &["-f", "-"], batch).map(drop)
     }
 
     /// Every rule in berth's table; empty when the table does not exist.
     pub fn list_rules(&self) -> Result<Vec<ListedRule>, FirewallError> {
         let args = ["-j", "list", "table", "inet", &self.table];
-        let out = match run_with_input(NFT, &args, "") {
+        let out = match run_with_input(nft(), &args, "") {
             Ok(out) => out,
             Err(FirewallError::Command { stderr, .. })
                 if stderr.contains("No such file or directory") =>
@@ -96,7 +106,7 @@ impl NftablesDriver {
             Err(e) => return Err(e),
         };
         parse_listing(&out).map_err(|detail| FirewallError::Parse {
-            cmd: format!("{NFT} {}", args.join(" ")),
+            cmd: format!("{} {}", nft(), args.join(" ")),
             detail,
         })
     }
