@@ -13,6 +13,9 @@ packages=(
 	containerd docker.io podman skopeo bsdutils
 	# crates/image's pull test runs Debian's registry on 127.0.0.1 (pushes with skopeo).
 	docker-registry
+	# crates/daemon/tests/docker_py.rs: `python3 -m venv` for docker-py from PyPI.
+	python3-venv
+	python3-pip # crates/daemon/tests/notebook_scenario.rs: Debian's pip in the test's Python image.
 	# make bench-net: TCP throughput through a published port and straight to the container.
 	iperf3
 	# systemd-analyze verifies contrib/systemd's units (crates/daemon/tests/systemd_units.rs).

@@ -1,7 +1,11 @@
 #!/bin/bash
 # Make a one-layer busybox image tarball from the host's static busybox, without a registry.
 #
-#   scripts/make-busybox-image.sh OUT.tar [REFERENCE]    (REFERENCE default: localhost/berth-busybox:latest)
+#   scripts/make-busybox-image.sh OUT.tar [REFERENCE [EXTRA_ROOTFS_DIR]]
+#                                   (REFERENCE default: localhost/berth-busybox:latest)
+#
+# EXTRA_ROOTFS_DIR, if given, is copied over the busybox rootfs (same layer) before packing:
+# scripts/make-python-image.sh adds the host's python3 that way.
 #
 # OUT.tar is both an OCI image layout (oci-layout, index.json, blobs/sha256/...) and a
 # `docker save` archive (manifest.json pointing at the same blobs), the way docker >= 25
@@ -17,12 +21,17 @@
 # Needs /bin/busybox (busybox-static), GNU tar, sha256sum and jq.
 set -euo pipefail
 
-if [ "$#" -lt 1 ] || [ "$#" -gt 2 ] || [ -z "$1" ]; then
-	echo "usage: $0 OUT.tar [REFERENCE]" >&2
+if [ "$#" -lt 1 ] || [ "$#" -gt 3 ] || [ -z "$1" ]; then
+	echo "usage: $0 OUT.tar [REFERENCE [EXTRA_ROOTFS_DIR]]" >&2
 	exit 2
 fi
 out=$1
 ref=${2:-localhost/berth-busybox:latest}
+extra=${3:-}
+if [ -n "$extra" ] && [ ! -d "$extra" ]; then
+	echo "$0: $extra is not a directory" >&2
+	exit 1
+fi
 case $ref in
 *:*) ;;
 *) ref=$ref:latest ;;
@@ -88,6 +97,10 @@ tty:x:5:
 nogroup:x:65534:
 EOF
 chmod 0644 "$rootfs/etc/passwd" "$rootfs/etc/group"
+if [ -n "$extra" ]; then
+	cp -a -- "$extra/." "$rootfs/"
+	chmod 0755 "$rootfs"
+fi
 
 blobs=$work/out/blobs/sha256
 mkdir -p "$blobs"

@@ -738,6 +738,7 @@ impl ContainerManager {
     /// a second release costs nothing.
     fn release(&self, record: &ContainerRecord, after_run: bool) {
         let id = &record.id;
+        self.reap_runtime(id, !after_run);
         let netns = self.paths.netns(id);
         let bridged = (after_run && record.network_mode() == "bridge")
             || record.network.is_some()
@@ -757,6 +758,65 @@ impl ContainerManager {
         }
         if let Err(e) = self.images.snapshotter.unmount(id) {
             tracing::warn!(%id, %e, "cannot unmount the rootfs");
+        }
+    }
+
+    /// What a shim normally cleans up, when the shim is gone or stuck: a shim killed by
+    /// SIGKILL leaves the container's processes, cgroups and runtime state, and a daemon
+    /// killed during `start` leaves a parked container with its shim. Kills a live shim
+    /// of this container, then force-deletes the runtime's container (every process, the
+    /// cgroups, the state dir). Costs two failed stats when the shim did its job.
+    ///
+    /// `scan`: look for the container's shims in /proc instead of trusting `shim.pid`
+    /// (a daemon killed during `start` can leave a shim that has not written it yet).
+    /// Used on remove and recovery, not on the exit path.
+    fn reap_runtime(&self, id: &str, scan: bool) {
+        let state_dir = self.paths.state_dir(id);
+        let mut pids: Vec<i32> = std::fs::read_to_string(state_dir.join("shim.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .into_iter()
+            .collect();
+        if scan {
+            if let Ok(dir) = std::fs::read_dir("/proc") {
+                pids.extend(
+                    dir.flatten()
+                        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())),
+                );
+            }
+        }
+        let ours = |pid: i32| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline);
+            text.contains("berth-shim") && text.contains(id)
+        };
+        let mut killed = Vec::new();
+        for pid in pids {
+            if ours(pid) {
+                tracing::warn!(%id, pid, "killing a leftover shim");
+                // SAFETY: kill(2) on a pid whose cmdline we just checked.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                killed.push(pid);
+            }
+        }
+        // Let them die (the runtime state they were writing is then final).
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while killed.iter().any(|p| ours(*p)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let root = berth_runtime::state::StateRoot::new(self.paths.runtime_root());
+        if self.paths.runtime_root().join(id).exists() {
+            match berth_runtime::lifecycle::delete(&root, id, true) {
+                Ok(()) => tracing::info!(%id, "removed a container the shim left behind"),
+                Err(e) => {
+                    // Killed before the runtime saved its state: no state.json to drive
+                    // delete. Empty the container's cgroups (cgroupsPath /berth/<id>, see
+                    // container_spec) and drop the half-made state dir.
+                    tracing::warn!(%id, %e, "runtime state incomplete; removing by hand");
+                    remove_cgroups(id);
+                    let _ = std::fs::remove_dir_all(self.paths.runtime_root().join(id));
+                }
+            }
         }
     }
 
@@ -797,15 +857,25 @@ impl ContainerManager {
         tokio::spawn(async move {
             let shim = Shim::new(&this.paths.state_dir(&id));
             let code = match shim.wait().await {
-                Ok(code) => code,
-                Err(e) => {
+                Ok(code) => Ok(code),
+                Err(e) => Err({
                     tracing::warn!(%id, %e, "lost the container's shim");
-                    shim_client::recorded_exit(&this.paths.state_dir(&id))
-                        .map(|(c, _)| c)
-                        .unwrap_or(137)
-                }
+                    match shim_client::recorded_exit(&this.paths.state_dir(&id)) {
+                        Some((c, _)) => (c, None),
+                        None => (
+                            137,
+                            Some(
+                                "the container's shim died; its exit status is unknown".to_owned(),
+                            ),
+                        ),
+                    }
+                }),
             };
-            this.on_exit(&id, &live, code, None).await;
+            let (code, error) = match code {
+                Ok(code) => (code, None),
+                Err(lost) => lost,
+            };
+            this.on_exit(&id, &live, code, error).await;
         });
     }
 
@@ -1213,6 +1283,22 @@ impl ContainerManager {
                 }
             }
         }
+        // Snapshots with no container record: a daemon killed during create.
+        let known_ids: std::collections::BTreeSet<String> =
+            self.list().into_iter().map(|r| r.id).collect();
+        let this = self.clone();
+        let _ = blocking(move || {
+            for snap in this.images.snapshotter.list().unwrap_or_default() {
+                if !known_ids.contains(&snap) {
+                    tracing::info!(id = %snap, "removing the snapshot of an unfinished create");
+                    if let Err(e) = this.images.snapshotter.remove(&snap) {
+                        tracing::warn!(id = %snap, %e, "cannot remove an orphan snapshot");
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await;
         // Leftovers of containers that no longer exist (a crash between steps).
         let known: Vec<String> = self
             .list()
@@ -1244,6 +1330,36 @@ impl ContainerManager {
         .await;
         let _ = alive;
     }
+}
+
+/// Kills every process in the container's cgroups and removes them: on v1 one per
+/// hierarchy under `/sys/fs/cgroup/<controller>/berth/<id>`, on v2 `/sys/fs/cgroup/berth/<id>`.
+fn remove_cgroups(id: &str) {
+    let mut dirs = vec![Path::new("/sys/fs/cgroup").join("berth").join(id)];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            dirs.push(e.path().join("berth").join(id));
+        }
+    }
+    dirs.retain(|d| d.is_dir());
+    for _ in 0..50 {
+        for d in &dirs {
+            for pid in std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+            {
+                // SAFETY: kill(2) of a process in the container's own cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        dirs.retain(|d| std::fs::remove_dir(d).is_err() && d.is_dir());
+        if dirs.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tracing::warn!(%id, left = ?dirs, "cannot remove the container's cgroups");
 }
 
 /// `-e`, `--entrypoint`, the command, `-w` and `-u` as the image crate takes them.

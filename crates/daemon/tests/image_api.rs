@@ -6,14 +6,16 @@
 //! Needs `docker-registry`, `skopeo`, `tar`, `busybox-static` (scripts/install-deps.sh);
 //! the docker CLI test is skipped without `docker`.
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_image::Digest;
+use support::registry::Registry;
 
 /// A running berthd on temp roots; killed and reaped on drop, so a failing test leaves
 /// no daemon behind (the temp dir goes after it).
@@ -275,63 +277,6 @@ fn errors(lines: &[serde_json::Value]) -> Vec<String> {
         .iter()
         .filter_map(|l| l["error"].as_str().map(str::to_owned))
         .collect()
-}
-
-/// `docker-registry` on 127.0.0.1:<free port>; killed on drop, its storage in a tempdir.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("storage").display()
-            ),
-        )
-        .expect("registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry: run scripts/install-deps.sh");
-        let registry = Registry {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn run(cmd: &mut Command) -> String {

@@ -149,12 +149,19 @@ impl Engine {
     }
 
     pub fn start_daemon(&mut self) {
+        if let Err(e) = self.try_start_daemon() {
+            panic!("{e}");
+        }
+    }
+
+    /// Starts berthd and waits until it listens; an error (with its log) if it does not.
+    pub fn try_start_daemon(&mut self) -> Result<(), String> {
         let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("berthd.log"))
-            .expect("log file");
+            .map_err(|e| format!("log file: {e}"))?;
         let child = Command::new(&berthd)
             .arg("--host")
             .arg(format!("unix://{}", self.sock.display()))
@@ -175,23 +182,30 @@ impl Engine {
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
-            .expect("spawn berthd");
+            .map_err(|e| format!("spawn berthd: {e}"))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if UnixStream::connect(&self.sock).is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("berthd exited early with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!(
+                    "berthd exited early with {status}:\n{}",
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("berthd did not listen within 15 s:\n{}", self.log());
+        Err(format!(
+            "berthd did not listen within 15 s:\n{}",
+            self.log()
+        ))
     }
 
     /// SIGTERM and wait; containers keep running (live restore).
@@ -216,6 +230,11 @@ impl Engine {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The running berthd's pid, if one runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn log(&self) -> String {
@@ -333,8 +352,19 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        // A test that failed while the daemon was down (a crash test) still has its
+        // containers: bring the daemon back to remove them.
+        if self.child.is_none() && self.sock.parent().is_some_and(Path::exists) {
+            if let Err(e) = self.try_start_daemon() {
+                eprintln!("cleanup: restarting berthd: {e}");
+            }
+        }
         self.remove_all();
         self.stop_daemon();
+        let reaped = super::leaks::reap(self);
+        if !reaped.is_empty() {
+            eprintln!("cleanup: ended what berthd left behind: {reaped:?}");
+        }
         let subnet = self.subnet.parse().ok();
         match BridgeNetwork::open(BridgeNetworkConfig {
             name: "bridge".into(),
