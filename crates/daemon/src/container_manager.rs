@@ -34,6 +34,7 @@ use crate::container_spec::{self, EtcFiles, NetnsPlan};
 use crate::events::EventBus;
 use crate::image_service::ImageService;
 use crate::metadata_store::{ContainerStoreError, MetadataStore};
+use crate::networks::{Networks, UserNetwork};
 use crate::response::ApiError;
 use crate::shim_client::{self, Shim, ShimLaunch};
 use crate::volume_store::VolumeStore;
@@ -136,6 +137,7 @@ pub struct ContainerManager {
     volumes: Arc<VolumeStore>,
     network_config: BridgeNetworkConfig,
     network: Mutex<Option<Arc<BridgeNetwork>>>,
+    networks: Networks,
     records: Mutex<BTreeMap<String, ContainerRecord>>,
     live: Mutex<HashMap<String, Arc<Live>>>,
 }
@@ -172,6 +174,7 @@ impl ContainerManager {
         for r in &records {
             volumes.restore_refs(&r.id, volume_names(&r.mounts));
         }
+        let networks = Networks::load(&paths.data_root.join("network"))?;
         let manager = Arc::new(Self {
             paths,
             store,
@@ -180,6 +183,7 @@ impl ContainerManager {
             volumes,
             network_config,
             network: Mutex::new(None),
+            networks,
             records: Mutex::new(records.into_iter().map(|r| (r.id.clone(), r)).collect()),
             live: Mutex::new(HashMap::new()),
         });
@@ -188,6 +192,100 @@ impl ContainerManager {
 
     pub fn paths(&self) -> &Paths {
         &self.paths
+    }
+
+    pub fn networks(&self) -> &Networks {
+        &self.networks
+    }
+
+    /// The default bridge's subnet, when known (a user network must not overlap it).
+    pub fn default_subnet(&self) -> Option<ipnet::Ipv4Net> {
+        lock(&self.network)
+            .as_ref()
+            .map(|n| n.subnet())
+            .or(self.network_config.subnet)
+    }
+
+    /// Running containers on a user network: (id, name, ip).
+    pub fn network_members(&self, network_id: &str) -> Vec<(String, String, NetworkEndpoint)> {
+        lock(&self.records)
+            .values()
+            .filter_map(|r| {
+                r.network
+                    .as_ref()
+                    .filter(|n| !network_id.is_empty() && n.network_id == network_id)
+                    .map(|n| (r.id.clone(), r.name.clone(), n.clone()))
+            })
+            .collect()
+    }
+
+    /// Removes a user network that no running container is on.
+    pub fn remove_network(&self, key: &str) -> Result<(), ApiError> {
+        if let Some(name) = self.networks.find_predefined(key) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("{name} is a pre-defined network and cannot be removed"),
+            ));
+        }
+        let net = self
+            .networks
+            .find(key)
+            .ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
+        if !self.network_members(&net.id).is_empty() {
+            return Err(ApiError::conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                net.name, net.id
+            )));
+        }
+        self.networks.remove(&net)?;
+        self.events.publish(
+            "network",
+            "destroy",
+            &net.id,
+            BTreeMap::from([
+                ("name".to_owned(), net.name.clone()),
+                ("type".to_owned(), "bridge".to_owned()),
+            ]),
+        );
+        Ok(())
+    }
+
+    /// Rewrites, in place, the /etc/hosts of every running container on a user network
+    /// with the names and addresses of the others (how they find each other by name).
+    fn refresh_hosts(&self, network_id: &str) {
+        if network_id.is_empty() {
+            return;
+        }
+        let members: Vec<(ContainerRecord, std::net::Ipv4Addr)> = lock(&self.records)
+            .values()
+            .filter_map(|r| {
+                let n = r.network.as_ref().filter(|n| n.network_id == network_id)?;
+                Some((r.clone(), n.ip.parse().ok()?))
+            })
+            .collect();
+        for (r, ip) in &members {
+            let text = self.hosts_text(r, *ip, &members);
+            // `fs::write` truncates and writes the same file: the container's bind mount
+            // of it sees the new text.
+            if let Err(e) = std::fs::write(&self.paths.etc(&r.id).hosts, text) {
+                tracing::warn!(id = %r.id, %e, "cannot refresh /etc/hosts");
+            }
+        }
+    }
+
+    fn hosts_text(
+        &self,
+        record: &ContainerRecord,
+        ip: std::net::Ipv4Addr,
+        members: &[(ContainerRecord, std::net::Ipv4Addr)],
+    ) -> String {
+        let mut extra = Vec::new();
+        for (other, other_ip) in members.iter().filter(|(o, _)| o.id != record.id) {
+            let addr = std::net::IpAddr::V4(*other_ip);
+            extra.push((other.name.clone(), addr));
+            extra.push((other.id[..12].to_owned(), addr));
+        }
+        berth_network::etc_files::hosts(&container_spec::hostname(record), Some(ip), &extra)
     }
 
     fn live(&self, id: &str) -> Arc<Live> {
@@ -338,7 +436,7 @@ impl ContainerManager {
                 "config cannot be empty in order to create a container",
             ));
         }
-        validate_host_config(&host_config)?;
+        validate_host_config(&host_config, |mode| self.networks.find(mode).is_some())?;
         let host_config = container_spec::check_security(host_config)?;
         let image = self.images.resolve(&requested.image)?;
         let image_cc = image.config.config.clone().unwrap_or_default();
@@ -553,6 +651,9 @@ impl ContainerManager {
             }
         };
         let mut record = self.update(id, |r| r.network = endpoint.clone())?;
+        if let Some(ep) = &endpoint {
+            self.refresh_hosts(&ep.network_id);
+        }
         let state_dir = self.paths.state_dir(id);
         let launch = ShimLaunch {
             shim_bin: &self.paths.shim_bin,
@@ -658,8 +759,19 @@ impl ContainerManager {
                 )?;
                 (NetnsPlan::New, None)
             }
-            _ => {
-                let net = self.network()?;
+            mode => {
+                let user: Option<UserNetwork> =
+                    if mode == "bridge" {
+                        None
+                    } else {
+                        Some(self.networks.find(mode).ok_or_else(|| {
+                            ApiError::not_found(format!("network {mode} not found"))
+                        })?)
+                    };
+                let net = match &user {
+                    Some(u) => self.networks.bridge(u)?,
+                    None => self.network()?,
+                };
                 let path = self.paths.netns(id);
                 berth_network::netns::create_netns(&path).map_err(|e| {
                     ApiError::internal(format!("cannot create the network namespace: {e}"))
@@ -684,6 +796,8 @@ impl ContainerManager {
                         }
                     })?;
                 let endpoint = NetworkEndpoint {
+                    network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
+                    network_name: user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
                     ip: ep.ip.to_string(),
                     prefix_len: ep.prefix_len,
                     gateway: ep.gateway.to_string(),
@@ -739,11 +853,26 @@ impl ContainerManager {
     fn release(&self, record: &ContainerRecord, after_run: bool) {
         let id = &record.id;
         let netns = self.paths.netns(id);
-        let bridged = (after_run && record.network_mode() == "bridge")
+        let mode = record.network_mode();
+        let bridged = (after_run && mode != "host" && mode != "none")
             || record.network.is_some()
             || netns.exists();
         if bridged {
-            if let Some(net) = lock(&self.network).clone() {
+            let network_id = match &record.network {
+                Some(ep) => ep.network_id.clone(),
+                None if mode == "bridge" => String::new(),
+                None => self.networks.find(mode).map(|n| n.id).unwrap_or_default(),
+            };
+            let net = if network_id.is_empty() {
+                lock(&self.network).clone()
+            } else {
+                self.networks
+                    .list()
+                    .into_iter()
+                    .find(|n| n.id == network_id)
+                    .and_then(|n| self.networks.bridge(&n).ok())
+            };
+            if let Some(net) = net {
                 let port_rules = record.network.as_ref().is_none_or(|n| !n.ports.is_empty());
                 // The namespace file goes next and the container's processes are gone,
                 // so the kernel deletes the veth pair with the namespace.
@@ -763,6 +892,7 @@ impl ContainerManager {
     /// A start that failed: the container is exited with `code` and the message, as
     /// Docker records it (127 for a missing command, 126 for one that cannot run).
     async fn fail_start(self: &Arc<Self>, id: &str, msg: &str, code: i64) {
+        let network_id = self.network_id_of(id);
         let this = self.clone();
         let id2 = id.to_owned();
         let _ = blocking(move || {
@@ -784,12 +914,21 @@ impl ContainerManager {
             r.state.error = msg.to_owned();
             r.state.pid = 0;
         });
+        self.refresh_hosts(&network_id);
         // Waiters (`docker run` waits for next-exit before it starts) learn of it as an
         // exit, as dockerd reports a failed start.
         self.live(id).exits.send_modify(|e| {
             e.seq += 1;
             e.code = code;
         });
+    }
+
+    /// The user network a container's endpoint is on; empty for none or the default.
+    fn network_id_of(&self, id: &str) -> String {
+        lock(&self.records)
+            .get(id)
+            .and_then(|r| r.network.as_ref().map(|n| n.network_id.clone()))
+            .unwrap_or_default()
     }
 
     fn spawn_monitor(self: &Arc<Self>, id: String, live: Arc<Live>) {
@@ -820,6 +959,7 @@ impl ContainerManager {
     ) {
         let shim = Shim::new(&self.paths.state_dir(id));
         let _ = shim.delete().await;
+        let network_id = self.network_id_of(id);
         let this = self.clone();
         let id2 = id.to_owned();
         let _ = blocking(move || {
@@ -842,6 +982,7 @@ impl ContainerManager {
         }) else {
             return;
         };
+        self.refresh_hosts(&network_id);
         self.event("die", &record, &[("exitCode", code.to_string())]);
         self.volume_events("unmount", &record);
         live.exits.send_modify(|e| {
@@ -1228,11 +1369,12 @@ impl ContainerManager {
                 .network_config
                 .state_dir
                 .join(format!("{}.network.json", this.network_config.name));
+            let ids: Vec<&str> = known.iter().map(String::as_str).collect();
+            this.networks.recover(&ids);
             if !recorded.exists() {
                 return Ok(());
             }
             if let Ok(net) = this.network() {
-                let ids: Vec<&str> = known.iter().map(String::as_str).collect();
                 match net.recover(&ids) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(cleaned = n, "removed network leftovers"),
@@ -1299,7 +1441,10 @@ fn merged_config(
     c
 }
 
-fn validate_host_config(hc: &berth_api::container::HostConfig) -> Result<(), ApiError> {
+fn validate_host_config(
+    hc: &berth_api::container::HostConfig,
+    known_network: impl Fn(&str) -> bool,
+) -> Result<(), ApiError> {
     match hc.network_mode.as_str() {
         "" | "default" | "bridge" | "host" | "none" => {}
         other if other.starts_with("container:") => {
@@ -1308,6 +1453,7 @@ fn validate_host_config(hc: &berth_api::container::HostConfig) -> Result<(), Api
                 "network mode container:<id> is not supported by berth yet",
             ))
         }
+        other if known_network(other) => {}
         other => return Err(ApiError::not_found(format!("network {other} not found"))),
     }
     let policy = hc.restart_policy.name.as_str();
@@ -1517,10 +1663,12 @@ mod tests {
     #[test]
     fn host_config_rules() {
         let mut hc = HostConfig::default();
-        assert!(validate_host_config(&hc).is_ok());
+        assert!(validate_host_config(&hc, |_| false).is_ok());
         hc.network_mode = "nope".into();
         assert_eq!(
-            validate_host_config(&hc).expect_err("net").status,
+            validate_host_config(&hc, |_| false)
+                .expect_err("net")
+                .status,
             StatusCode::NOT_FOUND
         );
         hc.network_mode = "bridge".into();
@@ -1528,10 +1676,10 @@ mod tests {
             name: "sometimes".into(),
             maximum_retry_count: 0,
         };
-        assert!(validate_host_config(&hc).is_err());
+        assert!(validate_host_config(&hc, |_| false).is_err());
         hc.restart_policy.name = "always".into();
         hc.auto_remove = true;
-        assert!(validate_host_config(&hc).is_err());
+        assert!(validate_host_config(&hc, |_| false).is_err());
     }
 
     #[test]

@@ -22,6 +22,8 @@ mod image_routes;
 mod image_service;
 mod maintenance_routes;
 mod metadata_store;
+mod network_routes;
+mod networks;
 mod query;
 mod response;
 mod router;

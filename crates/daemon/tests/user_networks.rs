@@ -1,0 +1,301 @@
+//! User-defined bridge networks with the real docker CLI against a real berthd:
+//! create/ls/inspect/rm, containers reaching each other by name, isolation of the names
+//! from the default bridge, and removal of the bridge link. The engine's Drop removes
+//! containers and networks even when an assertion fails.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::engine::Engine;
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(engine: &Engine, args: &[&str]) -> String {
+    let o = engine.docker(args);
+    assert!(
+        o.status.success(),
+        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
+        o.status,
+        err(&o),
+        engine.log()
+    );
+    out(&o)
+}
+
+/// A /24 of this engine's own for user networks: the engine's default subnet with the
+/// second octet moved by `shift` (10.77-78.x -> 10.79-80.x, ...), so parallel tests
+/// (each with its own engine subnet) never collide.
+fn user_subnet(engine: &Engine, shift: u8) -> String {
+    let mut octets: Vec<u8> = engine
+        .subnet
+        .trim_end_matches("/24")
+        .split('.')
+        .map(|o| o.parse().expect("octet"))
+        .collect();
+    octets[1] += shift;
+    format!("10.{}.{}.0/24", octets[1], octets[2])
+}
+
+fn link_exists(name: &str) -> bool {
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&links).contains(&format!(" {name}:"))
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name() {
+    let engine = Engine::start();
+    let subnet = user_subnet(&engine, 2);
+    let id = ok(
+        &engine,
+        &["network", "create", "--subnet", &subnet, "appnet"],
+    );
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64, "network id: {id:?}");
+
+    // Listed next to the predefined ones.
+    let ls = ok(
+        &engine,
+        &["network", "ls", "--format", "{{.Name}} {{.Driver}}"],
+    );
+    for want in ["appnet bridge", "bridge bridge", "host host", "none null"] {
+        assert!(ls.lines().any(|l| l == want), "{want:?} not in:\n{ls}");
+    }
+    // Same name again: a conflict; an overlapping subnet: refused.
+    let again = engine.docker(&["network", "create", "appnet"]);
+    assert!(!again.status.success());
+    assert!(
+        err(&again).contains("network with name appnet already exists"),
+        "{}",
+        err(&again)
+    );
+    let overlap = engine.docker(&["network", "create", "--subnet", &subnet, "other"]);
+    assert!(!overlap.status.success());
+    assert!(err(&overlap).contains("overlaps"), "{}", err(&overlap));
+    let default_overlap =
+        engine.docker(&["network", "create", "--subnet", &engine.subnet, "other"]);
+    assert!(!default_overlap.status.success());
+
+    // Its own bridge link.
+    let bridge = format!("br-{}", &id[..12]);
+    assert!(link_exists(&bridge), "bridge {bridge} missing");
+    let inspect = ok(
+        &engine,
+        &[
+            "network",
+            "inspect",
+            "appnet",
+            "--format",
+            "{{.Id}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+        ],
+    );
+    let gateway = subnet.replace(".0/24", ".1");
+    assert_eq!(inspect.trim(), format!("{id} {subnet} {gateway}"));
+
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "appnet",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    );
+    // By name from a second container on the network, retried while httpd starts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let o = engine.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "busybox",
+            "sh",
+            "-c",
+            // (busybox's `wget -T` crashes: no timeout flag.)
+            "wget -q -O - http://srv/index.html",
+        ]);
+        if o.status.success() {
+            break out(&o);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wget http://srv failed: {}\n{}",
+            err(&o),
+            engine.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!body.is_empty(), "empty page");
+
+    // A container started before `srv` learns its name too (its /etc/hosts is refreshed).
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "early",
+            "--network",
+            "appnet",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "late",
+            "--network",
+            "appnet",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    let hosts = ok(&engine, &["exec", "early", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("\tlate\n"), "early's /etc/hosts:\n{hosts}");
+    assert!(hosts.contains("\tsrv\n"), "early's /etc/hosts:\n{hosts}");
+    // ... and forgets a stopped one.
+    ok(&engine, &["rm", "-f", "late"]);
+    let hosts = ok(&engine, &["exec", "early", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("\tlate\n"), "early's /etc/hosts:\n{hosts}");
+
+    // Inspect lists the running containers with their addresses.
+    let members = ok(
+        &engine,
+        &[
+            "network",
+            "inspect",
+            "appnet",
+            "--format",
+            "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}",
+        ],
+    );
+    let prefix = subnet.trim_end_matches("0/24");
+    assert!(
+        members.contains("srv=") && members.contains(&format!("={prefix}")),
+        "{members}"
+    );
+    let srv_net = ok(
+        &engine,
+        &[
+            "inspect",
+            "srv",
+            "--format",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}{{end}}",
+        ],
+    );
+    assert!(
+        srv_net.starts_with(&format!("appnet {prefix}")),
+        "{srv_net}"
+    );
+
+    // The default bridge knows no `srv`.
+    let o = engine.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://srv/index.html",
+    ]);
+    assert!(!o.status.success(), "srv resolved from the default bridge");
+
+    // In use: refused, nothing removed.
+    let rm = engine.docker(&["network", "rm", "appnet"]);
+    assert!(!rm.status.success());
+    assert!(err(&rm).contains("has active endpoints"), "{}", err(&rm));
+    assert!(link_exists(&bridge));
+
+    // The predefined networks cannot go.
+    let rm_bridge = engine.docker(&["network", "rm", "bridge"]);
+    assert!(!rm_bridge.status.success());
+
+    ok(&engine, &["rm", "-f", "srv", "early"]);
+    ok(&engine, &["network", "rm", "appnet"]);
+    assert!(
+        !link_exists(&bridge),
+        "bridge {bridge} left after network rm"
+    );
+    let ls = ok(&engine, &["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!ls.lines().any(|l| l == "appnet"), "{ls}");
+}
+
+#[test]
+fn unknown_network_and_subnet_picked_when_none_given() {
+    let engine = Engine::start();
+    // (Through the API: the docker CLI takes any 404 of create for a missing image.)
+    let r = engine.request(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"nope"}}"#),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("network nope not found"), "{}", r.text());
+
+    // No --subnet: one is picked, and a container gets an address on it.
+    let id = ok(&engine, &["network", "create", "auto"])
+        .trim()
+        .to_owned();
+    let subnet = ok(
+        &engine,
+        &[
+            "network",
+            "inspect",
+            "auto",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        ],
+    );
+    let subnet: ipnet::Ipv4Net = subnet.trim().parse().expect("a subnet");
+    let ip = ok(
+        &engine,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "auto",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -4 -o addr show eth0",
+        ],
+    );
+    let addr: std::net::Ipv4Addr = ip
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {ip:?}"));
+    assert!(subnet.contains(&addr), "{addr} not in {subnet}");
+    // By id prefix.
+    ok(&engine, &["network", "rm", &id[..12]]);
+    assert!(!link_exists(&format!("br-{}", &id[..12])));
+}
