@@ -867,9 +867,7 @@ impl ContainerManager {
                 lock(&self.network).clone()
             } else {
                 self.networks
-                    .list()
-                    .into_iter()
-                    .find(|n| n.id == network_id)
+                    .find(&network_id)
                     .and_then(|n| self.networks.bridge(&n).ok())
             };
             if let Some(net) = net {
@@ -1286,7 +1284,17 @@ impl ContainerManager {
                 })
             })
             .collect();
-        match self.network() {
+        let net = if endpoint.network_id.is_empty() {
+            self.network()
+        } else {
+            self.networks
+                .find(&endpoint.network_id)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("network {} not found", endpoint.network_id))
+                })
+                .and_then(|n| self.networks.bridge(&n))
+        };
+        match net {
             Ok(net) => {
                 if let Err(e) = net.hold_ports(id, &mappings) {
                     tracing::warn!(%id, %e, "cannot hold the published ports again");

@@ -299,3 +299,99 @@ fn unknown_network_and_subnet_picked_when_none_given() {
     ok(&engine, &["network", "rm", &id[..12]]);
     assert!(!link_exists(&format!("br-{}", &id[..12])));
 }
+
+/// GET /index.html over HTTP/1.0 from 127.0.0.1:port, retried while the server starts.
+fn fetch(port: u16) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        match attempt {
+            Ok(body) if body.contains("200") => return body,
+            other if Instant::now() > deadline => {
+                panic!("no answer on 127.0.0.1:{port}: {other:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// `wget` from a throwaway container on `network`, retried while the server starts.
+fn wget_on(engine: &Engine, network: &str, url: &str) -> String {
+    let script = format!(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - {url} && exit 0; sleep 0.3; done; exit 1"
+    );
+    ok(
+        engine,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+}
+
+#[test]
+fn a_user_network_publishes_ports_and_survives_a_daemon_restart() {
+    let mut engine = Engine::start();
+    let subnet = user_subnet(&engine, 4);
+    let id = ok(&engine, &["network", "create", "--subnet", &subnet, "net2"])
+        .trim()
+        .to_owned();
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "net2",
+            "-p",
+            "127.0.0.1::80",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    );
+    let port = ok(&engine, &["port", "web", "80"]);
+    let port: u16 = port
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("port {port:?}"));
+    assert!(fetch(port).contains("200"));
+
+    engine.stop_daemon();
+    engine.start_daemon();
+
+    let ls = ok(&engine, &["network", "ls", "--format", "{{.ID}} {{.Name}}"]);
+    assert!(
+        ls.lines().any(|l| l == format!("{} net2", &id[..12])),
+        "{ls}"
+    );
+    // The running container kept its place; a new one finds it by name.
+    assert!(!wget_on(&engine, "net2", "http://web/index.html").is_empty());
+    assert!(fetch(port).contains("200"));
+
+    ok(&engine, &["rm", "-f", "web"]);
+    ok(&engine, &["network", "rm", "net2"]);
+    assert!(!link_exists(&format!("br-{}", &id[..12])));
+}
