@@ -250,6 +250,38 @@ impl ContainerManager {
         Ok(())
     }
 
+    /// `network prune`: removes the user networks that no container (running or not) names
+    /// in its network mode; returns their names.
+    pub fn prune_networks(&self) -> Vec<String> {
+        let used: std::collections::HashSet<String> = self
+            .list()
+            .iter()
+            .filter_map(|r| {
+                r.network
+                    .as_ref()
+                    .map(|n| n.network_id.clone())
+                    .filter(|id| !id.is_empty())
+                    .or_else(|| self.networks.find(r.network_mode()).map(|n| n.id))
+            })
+            .collect();
+        let mut deleted = Vec::new();
+        for net in self.networks.list() {
+            if used.contains(&net.id) || !self.network_members(&net.id).is_empty() {
+                continue;
+            }
+            match self.remove_network(&net.id) {
+                Ok(()) => deleted.push(net.name),
+                Err(e) => tracing::warn!(network = %net.name, %e.message, "cannot prune"),
+            }
+        }
+        deleted
+    }
+
+    /// The default bridge's link name.
+    pub fn default_bridge_name(&self) -> &str {
+        &self.network_config.bridge
+    }
+
     /// Rewrites, in place, the /etc/hosts of every running container on a user network
     /// with the names and addresses of the others (how they find each other by name).
     fn refresh_hosts(&self, network_id: &str) {

@@ -153,7 +153,10 @@ fn predefined(state: &Arc<DaemonState>, name: &str) -> Value {
                 "bridge",
                 config,
                 containers_json(members),
-                json!({"com.docker.network.bridge.default_bridge": "true"}),
+                json!({
+                    "com.docker.network.bridge.default_bridge": "true",
+                    "com.docker.network.bridge.name": cm.default_bridge_name(),
+                }),
                 &none,
             )
         }

@@ -298,6 +298,42 @@ fn unknown_network_and_subnet_picked_when_none_given() {
     // By id prefix.
     ok(&engine, &["network", "rm", &id[..12]]);
     assert!(!link_exists(&format!("br-{}", &id[..12])));
+
+    // Prune: only networks no container names.
+    let unused = ok(&engine, &["network", "create", "unused"])
+        .trim()
+        .to_owned();
+    ok(&engine, &["network", "create", "kept"]);
+    ok(
+        &engine,
+        &[
+            "create",
+            "--name",
+            "holder",
+            "--network",
+            "kept",
+            "busybox",
+            "true",
+        ],
+    );
+    let pruned = ok(&engine, &["network", "prune", "-f"]);
+    assert!(pruned.contains("unused"), "{pruned}");
+    assert!(!pruned.contains("kept"), "{pruned}");
+    assert!(!link_exists(&format!("br-{}", &unused[..12])));
+    let ls = ok(&engine, &["network", "ls", "--format", "{{.Name}}"]);
+    assert!(ls.lines().any(|l| l == "kept"), "{ls}");
+    // The predefined ones inspect as Docker's.
+    let bridge = ok(
+        &engine,
+        &[
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{.Driver}} {{index .Options \"com.docker.network.bridge.name\"}}",
+        ],
+    );
+    assert_eq!(bridge.trim(), format!("bridge {}", engine.bridge));
 }
 
 /// GET /index.html over HTTP/1.0 from 127.0.0.1:port, retried while the server starts.
