@@ -138,6 +138,10 @@ pub struct ContainerManager {
     network_config: BridgeNetworkConfig,
     network: Mutex<Option<Arc<BridgeNetwork>>>,
     networks: Networks,
+    /// Held (shared) by a start from choosing its network until its record shows the
+    /// endpoint, and (exclusively) by a network's removal: a network cannot go while a
+    /// container is joining it.
+    network_guard: tokio::sync::RwLock<()>,
     records: Mutex<BTreeMap<String, ContainerRecord>>,
     live: Mutex<HashMap<String, Arc<Live>>>,
 }
@@ -184,6 +188,7 @@ impl ContainerManager {
             network_config,
             network: Mutex::new(None),
             networks,
+            network_guard: tokio::sync::RwLock::new(()),
             records: Mutex::new(records.into_iter().map(|r| (r.id.clone(), r)).collect()),
             live: Mutex::new(HashMap::new()),
         });
@@ -219,8 +224,10 @@ impl ContainerManager {
             .collect()
     }
 
-    /// Removes a user network that no running container is on.
+    /// Removes a user network that no running container is on. Blocks: call it from a
+    /// blocking thread.
     pub fn remove_network(&self, key: &str) -> Result<(), ApiError> {
+        let _no_joins = self.network_guard.blocking_write();
         if let Some(name) = self.networks.find_predefined(key) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -672,6 +679,7 @@ impl ContainerManager {
                 "container {id} is marked for removal and cannot be started"
             )));
         }
+        let joining = self.network_guard.read().await;
         let this = self.clone();
         let rec = record.clone();
         let prepared = blocking(move || this.prepare_start(&rec)).await;
@@ -683,6 +691,7 @@ impl ContainerManager {
             }
         };
         let mut record = self.update(id, |r| r.network = endpoint.clone())?;
+        drop(joining);
         if let Some(ep) = &endpoint {
             self.refresh_hosts(&ep.network_id);
         }
