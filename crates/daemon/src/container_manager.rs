@@ -323,6 +323,9 @@ impl ContainerManager {
             let addr = std::net::IpAddr::V4(*other_ip);
             extra.push((other.name.clone(), addr));
             extra.push((other.id[..12].to_owned(), addr));
+            for alias in &other.aliases {
+                extra.push((alias.clone(), addr));
+            }
         }
         berth_network::etc_files::hosts(&container_spec::hostname(record), Some(ip), &extra)
     }
@@ -468,7 +471,7 @@ impl ContainerManager {
         let ContainerCreateRequest {
             config: requested,
             host_config,
-            ..
+            networking_config,
         } = req;
         if requested.image.is_empty() {
             return Err(ApiError::bad_request(
@@ -476,6 +479,7 @@ impl ContainerManager {
             ));
         }
         validate_host_config(&host_config, |mode| self.networks.find(mode).is_some())?;
+        let aliases = network_aliases(&host_config, &networking_config)?;
         let host_config = container_spec::check_security(host_config)?;
         let image = self.images.resolve(&requested.image)?;
         let image_cc = image.config.config.clone().unwrap_or_default();
@@ -514,6 +518,7 @@ impl ContainerManager {
             network: None,
             restart_count: 0,
             mounts: mounts.clone(),
+            aliases: aliases.clone(),
         };
 
         if let Err(e) = self.images.snapshotter.create(&id, &image.chain_ids) {
@@ -1435,6 +1440,41 @@ impl ContainerManager {
         .await;
         let _ = alive;
     }
+}
+
+/// `--network-alias` names: those of the endpoint config for the container's network (the
+/// docker CLI keys it by the name given to `--network`). Only user-defined networks take
+/// them, as with Docker.
+fn network_aliases(
+    hc: &berth_api::container::HostConfig,
+    nc: &berth_api::container::NetworkingConfig,
+) -> Result<Vec<String>, ApiError> {
+    let mut aliases: Vec<String> = nc
+        .endpoints_config
+        .get(hc.network_mode.as_str())
+        .map(|ep| ep.aliases.clone())
+        .unwrap_or_default();
+    aliases.retain(|a| !a.is_empty());
+    if aliases.is_empty() {
+        return Ok(aliases);
+    }
+    if matches!(
+        hc.network_mode.as_str(),
+        "" | "default" | "bridge" | "host" | "none"
+    ) {
+        return Err(ApiError::bad_request(
+            "network-scoped alias is supported only for containers in user defined networks",
+        ));
+    }
+    if let Some(bad) = aliases.iter().find(|a| {
+        !a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }) {
+        return Err(ApiError::bad_request(format!(
+            "invalid network alias {bad:?}"
+        )));
+    }
+    Ok(aliases)
 }
 
 /// `-e`, `--entrypoint`, the command, `-w` and `-u` as the image crate takes them.

@@ -129,6 +129,9 @@ pub struct ContainerRecord {
     /// the ones the container holds a reference to until it is removed.
     #[serde(default)]
     pub mounts: Vec<crate::container_mounts::MountRecord>,
+    /// `--network-alias`: more names the container has on its user-defined network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 impl ContainerRecord {

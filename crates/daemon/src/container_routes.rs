@@ -397,6 +397,7 @@ fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> 
         _ => (mode.to_owned(), mode.to_owned()),
     };
     let mut ep = EndpointSettings {
+        aliases: r.aliases.clone(),
         network_id,
         ..EndpointSettings::default()
     };

@@ -148,7 +148,8 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
     };
     assert!(!body.is_empty(), "empty page");
 
-    // A container started before `srv` learns its name too (its /etc/hosts is refreshed).
+    // A container started before `late` learns its name (its /etc/hosts is refreshed), and
+    // its `--network-alias`.
     ok(
         &engine,
         &[
@@ -172,11 +173,39 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
             "late",
             "--network",
             "appnet",
+            "--network-alias",
+            "db",
             "busybox",
             "sleep",
             "1000",
         ],
     );
+    let ping = ok(
+        &engine,
+        &["exec", "early", "ping", "-c", "1", "-W", "2", "db"],
+    );
+    assert!(ping.contains("1 packets received"), "{ping}");
+    let aliases = ok(
+        &engine,
+        &[
+            "inspect",
+            "late",
+            "--format",
+            "{{json .NetworkSettings.Networks.appnet.Aliases}}",
+        ],
+    );
+    assert_eq!(aliases.trim(), r#"["db"]"#);
+    // Aliases are for user networks only (the docker CLI checks too: ask the API).
+    let r = engine.request(
+        "POST",
+        "/containers/create",
+        Some(
+            r#"{"Image":"busybox","HostConfig":{"NetworkMode":"bridge"},
+               "NetworkingConfig":{"EndpointsConfig":{"bridge":{"Aliases":["x"]}}}}"#,
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("user defined networks"), "{}", r.text());
     let hosts = ok(&engine, &["exec", "early", "cat", "/etc/hosts"]);
     assert!(hosts.contains("\tlate\n"), "early's /etc/hosts:\n{hosts}");
     assert!(hosts.contains("\tsrv\n"), "early's /etc/hosts:\n{hosts}");
