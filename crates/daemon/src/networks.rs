@@ -303,6 +303,25 @@ impl Networks {
         self.save(&file)
     }
 
+    /// Removes every user network's bridge, rules and state files (`--teardown-network`);
+    /// the definitions stay. Returns the first error.
+    pub fn teardown_bridges(&self) -> Result<(), String> {
+        let mut first = None;
+        for net in self.list() {
+            if !self.dir.join("user").join(&net.id).exists() {
+                continue;
+            }
+            let r = BridgeNetwork::open(self.config(&net))
+                .and_then(|b| b.teardown_with(false))
+                .map_err(|e| format!("network {}: {e}", net.name));
+            if let Err(e) = r {
+                tracing::warn!("{e}");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// Cleans the leftovers of containers not in `live` from every user network that was
     /// set up before.
     pub fn recover(&self, live: &[&str]) {

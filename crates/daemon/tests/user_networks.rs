@@ -457,6 +457,46 @@ fn a_user_network_publishes_ports_and_survives_a_daemon_restart() {
     assert!(fetch(port).contains("200"));
 
     ok(&engine, &["rm", "-f", "web"]);
+
+    // `berthd --teardown-network` takes the user networks' bridges too; the network stays
+    // defined, and its bridge comes back for the next container.
+    engine.stop_daemon();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .arg("--data-root")
+        .arg(engine.data_root())
+        .arg("--exec-root")
+        .arg(engine.exec_root())
+        .args([
+            "--bridge",
+            &engine.bridge,
+            "--bridge-subnet",
+            &engine.subnet,
+        ])
+        .arg("--teardown-network")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("berthd --teardown-network");
+    assert!(status.success());
+    let bridge = format!("br-{}", &id[..12]);
+    assert!(!link_exists(&bridge), "{bridge} left by --teardown-network");
+    engine.start_daemon();
+    let addr = ok(
+        &engine,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "net2",
+            "busybox",
+            "ip",
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "eth0",
+        ],
+    );
+    assert!(addr.contains(&subnet.replace(".0/24", ".")), "{addr}");
     ok(&engine, &["network", "rm", "net2"]);
     assert!(!link_exists(&format!("br-{}", &id[..12])));
 }
