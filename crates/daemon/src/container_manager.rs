@@ -203,12 +203,23 @@ impl ContainerManager {
         &self.networks
     }
 
-    /// The default bridge's subnet, when known (a user network must not overlap it).
+    /// The default bridge's subnet, when known (a user network must not overlap it): set up,
+    /// configured, or on record from an earlier run (its bridge may not exist yet, after a
+    /// reboot).
     pub fn default_subnet(&self) -> Option<ipnet::Ipv4Net> {
         lock(&self.network)
             .as_ref()
             .map(|n| n.subnet())
             .or(self.network_config.subnet)
+            .or_else(|| {
+                let path = self
+                    .network_config
+                    .state_dir
+                    .join(format!("{}.network.json", self.network_config.name));
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+                v["subnet"].as_str()?.parse().ok()
+            })
     }
 
     /// Running containers on a user network: (id, name, ip).

@@ -322,13 +322,11 @@ impl Networks {
         first.map_or(Ok(()), Err)
     }
 
-    /// Cleans the leftovers of containers not in `live` from every user network that was
-    /// set up before.
+    /// At daemon start: sets up every user network's bridge (as dockerd does, so that their
+    /// routes keep the default bridge's subnet pick away from them) and cleans the leftovers
+    /// of containers not in `live`.
     pub fn recover(&self, live: &[&str]) {
         for net in self.list() {
-            if !self.dir.join("user").join(&net.id).exists() {
-                continue;
-            }
             match self.bridge(&net) {
                 Ok(b) => match b.recover(live) {
                     Ok(0) => {}
