@@ -283,6 +283,12 @@ async fn dispatch(state: &Arc<DaemonState>, req: Request<Incoming>) -> Response<
         | Endpoint::VolumeInspect
         | Endpoint::VolumeDelete
         | Endpoint::VolumePrune => crate::volume_routes::handle(state, routed, req).await,
+        Endpoint::NetworkList
+        | Endpoint::NetworkCreate
+        | Endpoint::NetworkInspect
+        | Endpoint::NetworkDelete
+        | Endpoint::NetworkConnect
+        | Endpoint::NetworkDisconnect => crate::network_routes::handle(state, routed, req).await,
         Endpoint::ContainerTop
         | Endpoint::ContainerStats
         | Endpoint::ContainerChanges

@@ -36,7 +36,9 @@ pub struct Args {
     #[arg(long, default_value = "berth0")]
     pub bridge: String,
 
-    /// Remove the default bridge, its firewall rules and its address records, then exit.
+    /// Remove the default bridge and the bridges of user-defined networks, their firewall
+    /// rules and their address records, then exit (the user networks stay defined; their
+    /// bridges come back when a container joins).
     /// For uninstalling, and for scripts (make demo) that leave the host as they found it.
     /// Run it with no containers left.
     #[arg(long)]

@@ -34,6 +34,7 @@ use crate::container_spec::{self, EtcFiles, NetnsPlan};
 use crate::events::EventBus;
 use crate::image_service::ImageService;
 use crate::metadata_store::{ContainerStoreError, MetadataStore};
+use crate::networks::{Networks, UserNetwork};
 use crate::response::ApiError;
 use crate::shim_client::{self, Shim, ShimLaunch};
 use crate::volume_store::VolumeStore;
@@ -136,6 +137,11 @@ pub struct ContainerManager {
     volumes: Arc<VolumeStore>,
     network_config: BridgeNetworkConfig,
     network: Mutex<Option<Arc<BridgeNetwork>>>,
+    networks: Networks,
+    /// Held (shared) by a start from choosing its network until its record shows the
+    /// endpoint, and (exclusively) by a network's removal: a network cannot go while a
+    /// container is joining it.
+    network_guard: tokio::sync::RwLock<()>,
     records: Mutex<BTreeMap<String, ContainerRecord>>,
     live: Mutex<HashMap<String, Arc<Live>>>,
 }
@@ -172,6 +178,7 @@ impl ContainerManager {
         for r in &records {
             volumes.restore_refs(&r.id, volume_names(&r.mounts));
         }
+        let networks = Networks::load(&paths.data_root.join("network"))?;
         let manager = Arc::new(Self {
             paths,
             store,
@@ -180,6 +187,8 @@ impl ContainerManager {
             volumes,
             network_config,
             network: Mutex::new(None),
+            networks,
+            network_guard: tokio::sync::RwLock::new(()),
             records: Mutex::new(records.into_iter().map(|r| (r.id.clone(), r)).collect()),
             live: Mutex::new(HashMap::new()),
         });
@@ -188,6 +197,148 @@ impl ContainerManager {
 
     pub fn paths(&self) -> &Paths {
         &self.paths
+    }
+
+    pub fn networks(&self) -> &Networks {
+        &self.networks
+    }
+
+    /// The default bridge's subnet, when known (a user network must not overlap it): set up,
+    /// configured, or on record from an earlier run (its bridge may not exist yet, after a
+    /// reboot).
+    pub fn default_subnet(&self) -> Option<ipnet::Ipv4Net> {
+        lock(&self.network)
+            .as_ref()
+            .map(|n| n.subnet())
+            .or(self.network_config.subnet)
+            .or_else(|| {
+                let path = self
+                    .network_config
+                    .state_dir
+                    .join(format!("{}.network.json", self.network_config.name));
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+                v["subnet"].as_str()?.parse().ok()
+            })
+    }
+
+    /// Running containers on a user network: (id, name, ip).
+    pub fn network_members(&self, network_id: &str) -> Vec<(String, String, NetworkEndpoint)> {
+        lock(&self.records)
+            .values()
+            .filter_map(|r| {
+                r.network
+                    .as_ref()
+                    .filter(|n| !network_id.is_empty() && n.network_id == network_id)
+                    .map(|n| (r.id.clone(), r.name.clone(), n.clone()))
+            })
+            .collect()
+    }
+
+    /// Removes a user network that no running container is on. Blocks: call it from a
+    /// blocking thread.
+    pub fn remove_network(&self, key: &str) -> Result<(), ApiError> {
+        let _no_joins = self.network_guard.blocking_write();
+        if let Some(name) = self.networks.find_predefined(key) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("{name} is a pre-defined network and cannot be removed"),
+            ));
+        }
+        let net = self
+            .networks
+            .find(key)
+            .ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
+        if !self.network_members(&net.id).is_empty() {
+            return Err(ApiError::conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                net.name, net.id
+            )));
+        }
+        self.networks.remove(&net)?;
+        self.events.publish(
+            "network",
+            "destroy",
+            &net.id,
+            BTreeMap::from([
+                ("name".to_owned(), net.name.clone()),
+                ("type".to_owned(), "bridge".to_owned()),
+            ]),
+        );
+        Ok(())
+    }
+
+    /// `network prune`: removes the user networks that no container (running or not) names
+    /// in its network mode; returns their names.
+    pub fn prune_networks(&self) -> Vec<String> {
+        let used: std::collections::HashSet<String> = self
+            .list()
+            .iter()
+            .filter_map(|r| {
+                r.network
+                    .as_ref()
+                    .map(|n| n.network_id.clone())
+                    .filter(|id| !id.is_empty())
+                    .or_else(|| self.networks.find(r.network_mode()).map(|n| n.id))
+            })
+            .collect();
+        let mut deleted = Vec::new();
+        for net in self.networks.list() {
+            if used.contains(&net.id) || !self.network_members(&net.id).is_empty() {
+                continue;
+            }
+            match self.remove_network(&net.id) {
+                Ok(()) => deleted.push(net.name),
+                Err(e) => tracing::warn!(network = %net.name, %e.message, "cannot prune"),
+            }
+        }
+        deleted
+    }
+
+    /// The default bridge's link name.
+    pub fn default_bridge_name(&self) -> &str {
+        &self.network_config.bridge
+    }
+
+    /// Rewrites, in place, the /etc/hosts of every running container on a user network
+    /// with the names and addresses of the others (how they find each other by name).
+    fn refresh_hosts(&self, network_id: &str) {
+        if network_id.is_empty() {
+            return;
+        }
+        let members: Vec<(ContainerRecord, std::net::Ipv4Addr)> = lock(&self.records)
+            .values()
+            .filter_map(|r| {
+                let n = r.network.as_ref().filter(|n| n.network_id == network_id)?;
+                Some((r.clone(), n.ip.parse().ok()?))
+            })
+            .collect();
+        for (r, ip) in &members {
+            let text = self.hosts_text(r, *ip, &members);
+            // `fs::write` truncates and writes the same file: the container's bind mount
+            // of it sees the new text.
+            if let Err(e) = std::fs::write(&self.paths.etc(&r.id).hosts, text) {
+                tracing::warn!(id = %r.id, %e, "cannot refresh /etc/hosts");
+            }
+        }
+    }
+
+    fn hosts_text(
+        &self,
+        record: &ContainerRecord,
+        ip: std::net::Ipv4Addr,
+        members: &[(ContainerRecord, std::net::Ipv4Addr)],
+    ) -> String {
+        let mut extra = Vec::new();
+        for (other, other_ip) in members.iter().filter(|(o, _)| o.id != record.id) {
+            let addr = std::net::IpAddr::V4(*other_ip);
+            extra.push((other.name.clone(), addr));
+            extra.push((other.id[..12].to_owned(), addr));
+            for alias in &other.aliases {
+                extra.push((alias.clone(), addr));
+            }
+        }
+        berth_network::etc_files::hosts(&container_spec::hostname(record), Some(ip), &extra)
     }
 
     fn live(&self, id: &str) -> Arc<Live> {
@@ -331,14 +482,15 @@ impl ContainerManager {
         let ContainerCreateRequest {
             config: requested,
             host_config,
-            ..
+            networking_config,
         } = req;
         if requested.image.is_empty() {
             return Err(ApiError::bad_request(
                 "config cannot be empty in order to create a container",
             ));
         }
-        validate_host_config(&host_config)?;
+        validate_host_config(&host_config, |mode| self.networks.find(mode).is_some())?;
+        let aliases = network_aliases(&host_config, &networking_config)?;
         let host_config = container_spec::check_security(host_config)?;
         let image = self.images.resolve(&requested.image)?;
         let image_cc = image.config.config.clone().unwrap_or_default();
@@ -377,6 +529,7 @@ impl ContainerManager {
             network: None,
             restart_count: 0,
             mounts: mounts.clone(),
+            aliases: aliases.clone(),
         };
 
         if let Err(e) = self.images.snapshotter.create(&id, &image.chain_ids) {
@@ -542,6 +695,7 @@ impl ContainerManager {
                 "container {id} is marked for removal and cannot be started"
             )));
         }
+        let joining = self.network_guard.read().await;
         let this = self.clone();
         let rec = record.clone();
         let prepared = blocking(move || this.prepare_start(&rec)).await;
@@ -553,6 +707,10 @@ impl ContainerManager {
             }
         };
         let mut record = self.update(id, |r| r.network = endpoint.clone())?;
+        drop(joining);
+        if let Some(ep) = &endpoint {
+            self.refresh_hosts(&ep.network_id);
+        }
         let state_dir = self.paths.state_dir(id);
         let launch = ShimLaunch {
             shim_bin: &self.paths.shim_bin,
@@ -658,8 +816,19 @@ impl ContainerManager {
                 )?;
                 (NetnsPlan::New, None)
             }
-            _ => {
-                let net = self.network()?;
+            mode => {
+                let user: Option<UserNetwork> =
+                    if mode == "bridge" {
+                        None
+                    } else {
+                        Some(self.networks.find(mode).ok_or_else(|| {
+                            ApiError::not_found(format!("network {mode} not found"))
+                        })?)
+                    };
+                let net = match &user {
+                    Some(u) => self.networks.bridge(u)?,
+                    None => self.network()?,
+                };
                 let path = self.paths.netns(id);
                 berth_network::netns::create_netns(&path).map_err(|e| {
                     ApiError::internal(format!("cannot create the network namespace: {e}"))
@@ -684,6 +853,8 @@ impl ContainerManager {
                         }
                     })?;
                 let endpoint = NetworkEndpoint {
+                    network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
+                    network_name: user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
                     ip: ep.ip.to_string(),
                     prefix_len: ep.prefix_len,
                     gateway: ep.gateway.to_string(),
@@ -740,11 +911,24 @@ impl ContainerManager {
         let id = &record.id;
         self.reap_runtime(id, !after_run);
         let netns = self.paths.netns(id);
-        let bridged = (after_run && record.network_mode() == "bridge")
+        let mode = record.network_mode();
+        let bridged = (after_run && mode != "host" && mode != "none")
             || record.network.is_some()
             || netns.exists();
         if bridged {
-            if let Some(net) = lock(&self.network).clone() {
+            let network_id = match &record.network {
+                Some(ep) => ep.network_id.clone(),
+                None if mode == "bridge" => String::new(),
+                None => self.networks.find(mode).map(|n| n.id).unwrap_or_default(),
+            };
+            let net = if network_id.is_empty() {
+                lock(&self.network).clone()
+            } else {
+                self.networks
+                    .find(&network_id)
+                    .and_then(|n| self.networks.bridge(&n).ok())
+            };
+            if let Some(net) = net {
                 let port_rules = record.network.as_ref().is_none_or(|n| !n.ports.is_empty());
                 // The namespace file goes next and the container's processes are gone,
                 // so the kernel deletes the veth pair with the namespace.
@@ -823,6 +1007,7 @@ impl ContainerManager {
     /// A start that failed: the container is exited with `code` and the message, as
     /// Docker records it (127 for a missing command, 126 for one that cannot run).
     async fn fail_start(self: &Arc<Self>, id: &str, msg: &str, code: i64) {
+        let network_id = self.network_id_of(id);
         let this = self.clone();
         let id2 = id.to_owned();
         let _ = blocking(move || {
@@ -844,12 +1029,21 @@ impl ContainerManager {
             r.state.error = msg.to_owned();
             r.state.pid = 0;
         });
+        self.refresh_hosts(&network_id);
         // Waiters (`docker run` waits for next-exit before it starts) learn of it as an
         // exit, as dockerd reports a failed start.
         self.live(id).exits.send_modify(|e| {
             e.seq += 1;
             e.code = code;
         });
+    }
+
+    /// The user network a container's endpoint is on; empty for none or the default.
+    fn network_id_of(&self, id: &str) -> String {
+        lock(&self.records)
+            .get(id)
+            .and_then(|r| r.network.as_ref().map(|n| n.network_id.clone()))
+            .unwrap_or_default()
     }
 
     fn spawn_monitor(self: &Arc<Self>, id: String, live: Arc<Live>) {
@@ -890,6 +1084,7 @@ impl ContainerManager {
     ) {
         let shim = Shim::new(&self.paths.state_dir(id));
         let _ = shim.delete().await;
+        let network_id = self.network_id_of(id);
         let this = self.clone();
         let id2 = id.to_owned();
         let _ = blocking(move || {
@@ -912,6 +1107,7 @@ impl ContainerManager {
         }) else {
             return;
         };
+        self.refresh_hosts(&network_id);
         self.event("die", &record, &[("exitCode", code.to_string())]);
         self.volume_events("unmount", &record);
         live.exits.send_modify(|e| {
@@ -1215,7 +1411,17 @@ impl ContainerManager {
                 })
             })
             .collect();
-        match self.network() {
+        let net = if endpoint.network_id.is_empty() {
+            self.network()
+        } else {
+            self.networks
+                .find(&endpoint.network_id)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("network {} not found", endpoint.network_id))
+                })
+                .and_then(|n| self.networks.bridge(&n))
+        };
+        match net {
             Ok(net) => {
                 if let Err(e) = net.hold_ports(id, &mappings) {
                     tracing::warn!(%id, %e, "cannot hold the published ports again");
@@ -1314,11 +1520,12 @@ impl ContainerManager {
                 .network_config
                 .state_dir
                 .join(format!("{}.network.json", this.network_config.name));
+            let ids: Vec<&str> = known.iter().map(String::as_str).collect();
+            this.networks.recover(&ids);
             if !recorded.exists() {
                 return Ok(());
             }
             if let Ok(net) = this.network() {
-                let ids: Vec<&str> = known.iter().map(String::as_str).collect();
                 match net.recover(&ids) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(cleaned = n, "removed network leftovers"),
@@ -1360,6 +1567,41 @@ fn remove_cgroups(id: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
     tracing::warn!(%id, left = ?dirs, "cannot remove the container's cgroups");
+}
+
+/// `--network-alias` names: those of the endpoint config for the container's network (the
+/// docker CLI keys it by the name given to `--network`). Only user-defined networks take
+/// them, as with Docker.
+fn network_aliases(
+    hc: &berth_api::container::HostConfig,
+    nc: &berth_api::container::NetworkingConfig,
+) -> Result<Vec<String>, ApiError> {
+    let mut aliases: Vec<String> = nc
+        .endpoints_config
+        .get(hc.network_mode.as_str())
+        .map(|ep| ep.aliases.clone())
+        .unwrap_or_default();
+    aliases.retain(|a| !a.is_empty());
+    if aliases.is_empty() {
+        return Ok(aliases);
+    }
+    if matches!(
+        hc.network_mode.as_str(),
+        "" | "default" | "bridge" | "host" | "none"
+    ) {
+        return Err(ApiError::bad_request(
+            "network-scoped alias is supported only for containers in user defined networks",
+        ));
+    }
+    if let Some(bad) = aliases.iter().find(|a| {
+        !a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }) {
+        return Err(ApiError::bad_request(format!(
+            "invalid network alias {bad:?}"
+        )));
+    }
+    Ok(aliases)
 }
 
 /// `-e`, `--entrypoint`, the command, `-w` and `-u` as the image crate takes them.
@@ -1415,7 +1657,10 @@ fn merged_config(
     c
 }
 
-fn validate_host_config(hc: &berth_api::container::HostConfig) -> Result<(), ApiError> {
+fn validate_host_config(
+    hc: &berth_api::container::HostConfig,
+    known_network: impl Fn(&str) -> bool,
+) -> Result<(), ApiError> {
     match hc.network_mode.as_str() {
         "" | "default" | "bridge" | "host" | "none" => {}
         other if other.starts_with("container:") => {
@@ -1424,6 +1669,7 @@ fn validate_host_config(hc: &berth_api::container::HostConfig) -> Result<(), Api
                 "network mode container:<id> is not supported by berth yet",
             ))
         }
+        other if known_network(other) => {}
         other => return Err(ApiError::not_found(format!("network {other} not found"))),
     }
     let policy = hc.restart_policy.name.as_str();
@@ -1633,10 +1879,12 @@ mod tests {
     #[test]
     fn host_config_rules() {
         let mut hc = HostConfig::default();
-        assert!(validate_host_config(&hc).is_ok());
+        assert!(validate_host_config(&hc, |_| false).is_ok());
         hc.network_mode = "nope".into();
         assert_eq!(
-            validate_host_config(&hc).expect_err("net").status,
+            validate_host_config(&hc, |_| false)
+                .expect_err("net")
+                .status,
             StatusCode::NOT_FOUND
         );
         hc.network_mode = "bridge".into();
@@ -1644,10 +1892,10 @@ mod tests {
             name: "sometimes".into(),
             maximum_retry_count: 0,
         };
-        assert!(validate_host_config(&hc).is_err());
+        assert!(validate_host_config(&hc, |_| false).is_err());
         hc.restart_policy.name = "always".into();
         hc.auto_remove = true;
-        assert!(validate_host_config(&hc).is_err());
+        assert!(validate_host_config(&hc, |_| false).is_err());
     }
 
     #[test]

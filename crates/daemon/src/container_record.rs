@@ -80,9 +80,15 @@ pub struct PublishedPort {
     pub protocol: String,
 }
 
-/// The container's end of the default bridge, while it runs.
+/// The container's end of its bridge network, while it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkEndpoint {
+    /// The user-defined network's id; empty for the default bridge.
+    #[serde(default)]
+    pub network_id: String,
+    /// The user-defined network's name; empty for the default bridge.
+    #[serde(default)]
+    pub network_name: String,
     pub ip: String,
     pub prefix_len: u8,
     pub gateway: String,
@@ -123,6 +129,9 @@ pub struct ContainerRecord {
     /// the ones the container holds a reference to until it is removed.
     #[serde(default)]
     pub mounts: Vec<crate::container_mounts::MountRecord>,
+    /// `--network-alias`: more names the container has on its user-defined network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 impl ContainerRecord {

@@ -389,11 +389,16 @@ fn mount_points(r: &ContainerRecord) -> Vec<berth_api::container::MountPoint> {
 
 fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> {
     let mode = r.network_mode();
-    if mode != "bridge" {
+    if mode == "host" || mode == "none" {
         return BTreeMap::from([(mode.to_owned(), EndpointSettings::default())]);
     }
+    let (key, network_id) = match &r.network {
+        Some(n) if !n.network_id.is_empty() => (n.network_name.clone(), n.network_id.clone()),
+        _ => (mode.to_owned(), mode.to_owned()),
+    };
     let mut ep = EndpointSettings {
-        network_id: "bridge".to_owned(),
+        aliases: r.aliases.clone(),
+        network_id,
         ..EndpointSettings::default()
     };
     if let Some(net) = &r.network {
@@ -403,7 +408,7 @@ fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> 
         ep.ip_prefix_len = net.prefix_len;
         ep.mac_address = net.mac.clone();
     }
-    BTreeMap::from([("bridge".to_owned(), ep)])
+    BTreeMap::from([(key, ep)])
 }
 
 fn inspect(state: &Arc<DaemonState>, r: &ContainerRecord) -> ContainerInspect {

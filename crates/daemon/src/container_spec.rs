@@ -356,6 +356,7 @@ mod tests {
             args: vec![],
             state: Default::default(),
             network: None,
+            aliases: Vec::new(),
             restart_count: 0,
             mounts: vec![],
         }

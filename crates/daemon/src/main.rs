@@ -22,6 +22,8 @@ mod image_routes;
 mod image_service;
 mod maintenance_routes;
 mod metadata_store;
+mod network_routes;
+mod networks;
 mod query;
 mod response;
 mod router;
@@ -125,6 +127,10 @@ fn run(args: Args) -> Result<()> {
         state_dir: args.data_root.join("network"),
     };
     if args.teardown_network {
+        let user = networks::Networks::load(&args.data_root.join("network"))
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        user.teardown_bridges()
+            .map_err(|e| anyhow::anyhow!("cannot tear down a user network: {e}"))?;
         let net = berth_network::bridge_network::BridgeNetwork::open(network_config)
             .context("cannot open the bridge network")?;
         net.teardown()

@@ -73,12 +73,22 @@ pub async fn handle(
             let usage = disk_usage::disk_usage(state).await?;
             Ok(response::json(StatusCode::OK, &usage))
         }
-        // berth has one network, the default bridge, which is never pruned; `docker system
-        // prune` asks anyway.
-        Endpoint::NetworkPrune => Ok(response::json(
-            StatusCode::OK,
-            &BTreeMap::from([("NetworksDeleted", serde_json::Value::Null)]),
-        )),
+        // User networks no container uses; the predefined ones are never pruned.
+        Endpoint::NetworkPrune => {
+            let containers = state.containers.clone();
+            let deleted = tokio::task::spawn_blocking(move || containers.prune_networks())
+                .await
+                .map_err(|e| ApiError::internal(format!("worker task failed: {e}")))?;
+            let deleted = if deleted.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(deleted)
+            };
+            Ok(response::json(
+                StatusCode::OK,
+                &BTreeMap::from([("NetworksDeleted", deleted)]),
+            ))
+        }
         // No builder, so no build cache; `docker system prune` asks anyway.
         Endpoint::BuildPrune => Ok(response::json(
             StatusCode::OK,

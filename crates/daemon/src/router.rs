@@ -54,7 +54,13 @@ pub enum Endpoint {
     ContainerPrune,
     ImagePrune,
     SystemDf,
-    /// Asked by `docker system prune`; berth's one network is never pruned.
+    NetworkList,
+    NetworkCreate,
+    NetworkInspect,
+    NetworkDelete,
+    NetworkConnect,
+    NetworkDisconnect,
+    /// Asked by `docker system prune`; berth does not prune networks.
     NetworkPrune,
     /// Asked by `docker system prune`; berth has no build cache.
     BuildPrune,
@@ -197,7 +203,21 @@ const ROUTES: &[(&str, &[Method], Endpoint)] = &[
     ),
     ("/images/prune", &[Method::POST], Endpoint::ImagePrune),
     ("/system/df", &[Method::GET], Endpoint::SystemDf),
+    ("/networks", &[Method::GET], Endpoint::NetworkList),
+    ("/networks/create", &[Method::POST], Endpoint::NetworkCreate),
     ("/networks/prune", &[Method::POST], Endpoint::NetworkPrune),
+    ("/networks/{id}", &[Method::GET], Endpoint::NetworkInspect),
+    ("/networks/{id}", &[Method::DELETE], Endpoint::NetworkDelete),
+    (
+        "/networks/{id}/connect",
+        &[Method::POST],
+        Endpoint::NetworkConnect,
+    ),
+    (
+        "/networks/{id}/disconnect",
+        &[Method::POST],
+        Endpoint::NetworkDisconnect,
+    ),
     ("/build/prune", &[Method::POST], Endpoint::BuildPrune),
 ];
 

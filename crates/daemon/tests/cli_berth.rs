@@ -227,3 +227,61 @@ fn berth_run_forwards_signals_to_the_container() {
     );
     assert_eq!(out.status.code(), Some(9));
 }
+
+#[test]
+fn berth_network_verbs() {
+    let engine = Engine::start();
+    // A /24 of this engine's own (its default subnet, second octet + 6).
+    let mut octets: Vec<u8> = engine
+        .subnet
+        .trim_end_matches("/24")
+        .split('.')
+        .map(|o| o.parse().expect("octet"))
+        .collect();
+    octets[1] += 6;
+    let subnet = format!("10.{}.{}.0/24", octets[1], octets[2]);
+    let id = ok(
+        &engine,
+        &["network", "create", "--subnet", &subnet, "clinet"],
+    );
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ls = ok(&engine, &["network", "ls"]);
+    assert!(ls.starts_with("NETWORK ID"), "{ls}");
+    assert!(
+        ls.lines()
+            .any(|l| l.contains("clinet") && l.contains("bridge")),
+        "{ls}"
+    );
+    let ipam = ok(
+        &engine,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{json .IPAM.Config}}",
+            "clinet",
+        ],
+    );
+    assert!(ipam.contains(&format!("\"Subnet\":\"{subnet}\"")), "{ipam}");
+    let addr = ok(
+        &engine,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "clinet",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -4 -o addr show eth0",
+        ],
+    );
+    assert!(addr.contains(&subnet.replace(".0/24", ".")), "{addr}");
+    assert!(!berth(&engine, &["network", "rm", "bridge"])
+        .status
+        .success());
+    assert_eq!(ok(&engine, &["network", "rm", "clinet"]).trim(), "clinet");
+    assert!(!berth(&engine, &["network", "inspect", "clinet"])
+        .status
+        .success());
+}

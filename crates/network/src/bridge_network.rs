@@ -693,6 +693,12 @@ impl BridgeNetwork {
     /// rules, the bridge, IPv4 forwarding if berth turned it on, and the state files (a later
     /// `open` starts afresh). For tests and for the daemon's "clean everything".
     pub fn teardown(self) -> Result<()> {
+        self.teardown_with(true)
+    }
+
+    /// [`teardown`](Self::teardown) of one network among others (a user-defined network):
+    /// `restore_ip_forward: false` leaves IPv4 forwarding on, since other bridges need it.
+    pub fn teardown_with(self, restore_ip_forward: bool) -> Result<()> {
         let mut first = None;
         let mut ids: BTreeSet<String> = self.lock_ports().keys().cloned().collect();
         match self.ipam.allocations() {
@@ -713,7 +719,7 @@ impl BridgeNetwork {
             Netlink::new().and_then(|mut nl| delete_bridge(&mut nl, &self.bridge)),
         );
         match read_state(&self.state_path) {
-            Ok(Some(state)) if state.ip_forward_enabled => {
+            Ok(Some(state)) if state.ip_forward_enabled && restore_ip_forward => {
                 keep_first(&mut first, "ip_forward", sysctl::disable_ip_forward());
             }
             Ok(_) => {}

@@ -4,13 +4,16 @@
 use anyhow::Result;
 use berth_api::client::Client;
 
-use crate::cli::{Command, ContainerCommand, ImageCommand, SystemCommand, VolumeCommand};
+use crate::cli::{
+    Command, ContainerCommand, ImageCommand, NetworkCommand, SystemCommand, VolumeCommand,
+};
 
 pub mod container;
 pub mod cp;
 pub mod exec;
 pub mod image;
 pub mod inspect;
+pub mod network;
 pub mod prune;
 pub mod ps;
 pub mod run;
@@ -53,6 +56,10 @@ pub fn dispatch(client: &Client, command: Command) -> Result<i32> {
         Command::Image(ImageCommand::Prune(a)) => prune::image_prune(client, a),
         Command::System(SystemCommand::Df) => prune::system_df(client),
         Command::System(SystemCommand::Prune(a)) => prune::system_prune(client, a),
+        Command::Network(NetworkCommand::Create(a)) => network::create(client, a),
+        Command::Network(NetworkCommand::Ls(a)) => network::ls(client, a),
+        Command::Network(NetworkCommand::Inspect(a)) => network::inspect(client, a),
+        Command::Network(NetworkCommand::Rm(a)) => network::rm(client, a),
         Command::Volume(VolumeCommand::Create(a)) => volume::create(client, a),
         Command::Volume(VolumeCommand::Ls(a)) => volume::ls(client, a),
         Command::Volume(VolumeCommand::Inspect(a)) => volume::inspect(client, a),

@@ -350,6 +350,60 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+impl Engine {
+    /// Removes every user-defined network through the API (after `remove_all`).
+    pub fn remove_networks(&self) {
+        if self.child.is_none() {
+            return;
+        }
+        let list = self.request("GET", "/networks", None);
+        if list.status != 200 {
+            return;
+        }
+        for n in list.json().as_array().cloned().unwrap_or_default() {
+            let (Some(id), Some(name)) = (n["Id"].as_str(), n["Name"].as_str()) else {
+                continue;
+            };
+            if ["bridge", "host", "none"].contains(&name) {
+                continue;
+            }
+            let r = self.request("DELETE", &format!("/networks/{id}"), None);
+            if r.status != 204 && r.status != 404 {
+                eprintln!(
+                    "cleanup: removing network {name}: {} {}",
+                    r.status,
+                    r.text()
+                );
+            }
+        }
+    }
+
+    /// The bridges of user networks recorded in the data root (whether or not the daemon
+    /// removed them): (bridge, state dir, subnet).
+    fn user_bridges(&self) -> Vec<(String, PathBuf, Option<ipnet::Ipv4Net>, String)> {
+        let dir = self.data_root().join("network");
+        let Ok(bytes) = std::fs::read(dir.join("networks.json")) else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        v["networks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| {
+                let id = n["id"].as_str()?.to_owned();
+                Some((
+                    n["bridge"].as_str()?.to_owned(),
+                    dir.join("user").join(&id),
+                    n["subnet"].as_str().and_then(|s| s.parse().ok()),
+                    id[..12].to_owned(),
+                ))
+            })
+            .collect()
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         // A test that failed while the daemon was down (a crash test) still has its
@@ -360,10 +414,31 @@ impl Drop for Engine {
             }
         }
         self.remove_all();
+        self.remove_networks();
+        // Still on record (removal failed, or the daemon was gone): tear down directly.
+        let user_bridges = self.user_bridges();
         self.stop_daemon();
         let reaped = super::leaks::reap(self);
         if !reaped.is_empty() {
             eprintln!("cleanup: ended what berthd left behind: {reaped:?}");
+        }
+        for (bridge, state_dir, subnet, name) in &user_bridges {
+            if !state_dir.exists() {
+                continue;
+            }
+            match BridgeNetwork::open(BridgeNetworkConfig {
+                name: name.clone(),
+                bridge: bridge.clone(),
+                subnet: *subnet,
+                state_dir: state_dir.clone(),
+            }) {
+                Ok(net) => {
+                    if let Err(e) = net.teardown_with(false) {
+                        eprintln!("cleanup: network bridge {bridge} teardown: {e}");
+                    }
+                }
+                Err(e) => eprintln!("cleanup: network bridge {bridge}: {e}"),
+            }
         }
         let subnet = self.subnet.parse().ok();
         match BridgeNetwork::open(BridgeNetworkConfig {
@@ -390,6 +465,11 @@ impl Drop for Engine {
             .map(|o| o.stdout)
             .unwrap_or_default();
         let bridge_left = String::from_utf8_lossy(&links).contains(&format!(" {}:", self.bridge));
+        let user_left: Vec<&String> = user_bridges
+            .iter()
+            .map(|(b, ..)| b)
+            .filter(|b| String::from_utf8_lossy(&links).contains(&format!(" {b}:")))
+            .collect();
         if !std::thread::panicking() {
             assert!(
                 left.is_empty(),
@@ -397,6 +477,7 @@ impl Drop for Engine {
                 self.log()
             );
             assert!(!bridge_left, "bridge {} left behind", self.bridge);
+            assert!(user_left.is_empty(), "bridges left behind: {user_left:?}");
         }
     }
 }
