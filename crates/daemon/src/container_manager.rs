@@ -1437,7 +1437,6 @@ impl ContainerManager {
     /// exits are then seen as usual), record the exits that happened meanwhile, and
     /// remove network and mount leftovers of containers that do not run.
     pub async fn recover(self: &Arc<Self>) {
-        let mut alive = Vec::new();
         for record in self.list() {
             let id = record.id.clone();
             let live = self.live(&id);
@@ -1466,7 +1465,6 @@ impl ContainerManager {
                     if let Some(endpoint) = &record.network {
                         self.hold_ports(&id, endpoint);
                     }
-                    alive.push(id.clone());
                     self.spawn_monitor(id, live);
                 }
                 Ok(state) => {
@@ -1535,7 +1533,6 @@ impl ContainerManager {
             Ok(())
         })
         .await;
-        let _ = alive;
     }
 }
 
