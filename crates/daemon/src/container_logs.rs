@@ -127,6 +127,28 @@ fn opts_tty(record: &crate::container_record::ContainerRecord) -> bool {
     record.config.tty
 }
 
+/// The container's past output, encoded as the attach stream carries it (raw with a TTY,
+/// frames without), for `attach?logs=1`: Docker replays the log before the live stream.
+pub async fn replay(
+    path: PathBuf,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> std::io::Result<Vec<Bytes>> {
+    let opts = Options {
+        stdout,
+        stderr,
+        tail: None,
+        since_nanos: None,
+        until_nanos: None,
+        timestamps: false,
+        tty,
+    };
+    tokio::task::spawn_blocking(move || read_from(&path, 0, &opts, true).map(|(c, _)| c))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 /// `since`/`until` as Unix seconds with an optional fraction.
 fn unix_nanos(v: Option<&str>) -> Result<Option<i64>, ApiError> {
     let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else {

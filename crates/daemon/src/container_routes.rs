@@ -178,9 +178,13 @@ fn attach(
     let stdin = query.bool("stdin");
     let stdout = query.bool("stdout");
     let stderr = query.bool("stderr");
+    // Docker's defaults: no replay of the log, no live stream; clients ask for either.
+    let logs = query.bool("logs");
+    let stream = query.bool("stream");
     let (record, target) = state.containers.attach_target(name)?;
     let tty = record.config.tty;
     let stdin = stdin && record.config.open_stdin;
+    let log_path = state.containers.paths().log(&record.id);
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = match upgrade.await {
@@ -190,7 +194,23 @@ fn attach(
                 return;
             }
         };
-        let client = TokioIo::new(upgraded);
+        let mut client = TokioIo::new(upgraded);
+        if logs {
+            match container_logs::replay(log_path, stdout, stderr, tty).await {
+                Ok(chunks) => {
+                    for c in chunks {
+                        if client.write_all(&c).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(%e, "cannot replay the log for attach"),
+            }
+        }
+        if !stream {
+            let _ = client.shutdown().await;
+            return;
+        }
         let (shim, ack) = match target {
             AttachTarget::Now(shim) => (shim, None),
             AttachTarget::Later(ready, state_dir) => match ready.await {

@@ -4,8 +4,9 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use support::engine::Engine;
@@ -287,4 +288,103 @@ fn containers_outlive_a_daemon_restart() {
     ok(&engine, &["kill", "sleeper"]);
     let code = ok(&engine, &["wait", "sleeper"]);
     assert_eq!(code.trim(), "137");
+}
+
+/// Opens `POST /containers/{name}/attach?{query}` upgraded; returns the stream after the
+/// 101 answer's headers (read byte by byte, so no body byte is consumed).
+fn attach_raw(engine: &Engine, name: &str, query: &str) -> UnixStream {
+    let mut s = UnixStream::connect(&engine.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let req = format!(
+        "POST /containers/{name}/attach?{query} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("read head"), 1, "EOF in {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+/// Docker's 8-byte frames: (stream, payload) pairs.
+fn frames(mut data: &[u8]) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    while data.len() >= 8 {
+        let len = u32::from_be_bytes([data[4], data[5], data[6], data[7]]) as usize;
+        let end = (8 + len).min(data.len());
+        out.push((data[0], String::from_utf8_lossy(&data[8..end]).into_owned()));
+        data = &data[end..];
+    }
+    out
+}
+
+#[test]
+fn attach_with_logs_replays_past_output() {
+    let engine = Engine::start();
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "talker",
+            "busybox",
+            "sh",
+            "-c",
+            "echo one; echo two >&2; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo three",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !out(&engine.docker(&["logs", "talker"])).contains("one") {
+        assert!(Instant::now() < deadline, "no output from talker");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    // logs without stream: the past output in frames, then the server closes.
+    let mut s = attach_raw(&engine, "talker", "logs=1&stdout=1&stderr=1");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("read");
+    assert_eq!(
+        frames(&got),
+        [(1, "one\n".to_string()), (2, "two\n".to_string())]
+    );
+    // Only the streams asked for.
+    let mut s = attach_raw(&engine, "talker", "logs=1&stderr=1");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("read");
+    assert_eq!(frames(&got), [(2, "two\n".to_string())]);
+    // Neither logs nor stream: nothing, as dockerd.
+    let mut s = attach_raw(&engine, "talker", "stdout=1&stderr=1");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("read");
+    assert!(got.is_empty(), "{got:?}");
+
+    // logs and stream: the replay, then what comes next, until the container exits.
+    let mut s = attach_raw(&engine, "talker", "logs=1&stream=1&stdout=1&stderr=1");
+    let mut got = vec![0u8; 2 * (8 + 4)];
+    s.read_exact(&mut got).expect("replay");
+    assert_eq!(
+        frames(&got),
+        [(1, "one\n".to_string()), (2, "two\n".to_string())]
+    );
+    ok(&engine, &["exec", "talker", "touch", "/tmp/go"]);
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("live");
+    assert_eq!(frames(&rest), [(1, "three\n".to_string())]);
+    assert_eq!(ok(&engine, &["wait", "talker"]).trim(), "0");
+
+    // A stopped container's log replays too.
+    let mut s = attach_raw(&engine, "talker", "logs=1&stdout=1");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("read");
+    assert_eq!(
+        frames(&got),
+        [(1, "one\n".to_string()), (1, "three\n".to_string())]
+    );
 }

@@ -9,7 +9,8 @@
 //! `start` detaches (fork, setsid, PR_SET_CHILD_SUBREAPER; stdin and stdout on /dev/null,
 //! stderr on `STATE_DIR/shim.log`), creates the container through the runtime library in
 //! its own process (the container's init is the shim's child), starts it, and then serves
-//! `STATE_DIR/shim.sock`. The command returns 0 once the container runs, or 1 with the
+//! `STATE_DIR/shim.sock` from a fresh image of itself (`handoff.rs`: the creation code's
+//! pages do not stay resident for the container's lifetime). The command returns 0 once the container runs, or 1 with the
 //! error as one line on stderr, in which case nothing is left behind (no shim, no runtime
 //! state, no cgroup; `STATE_DIR` is removed if `start` made it). `--no-start` leaves the
 //! container created (parked) until a `start` request, so that a client can attach first
@@ -60,6 +61,7 @@
 //! processes itself (it is their parent) and keeps their exit codes for `exec_wait`.
 
 mod exec_session;
+mod handoff;
 mod json_log;
 mod launch;
 mod process_io;
@@ -70,7 +72,6 @@ use anyhow::{Context as _, Result};
 use berth_runtime::state::StateRoot;
 use clap::{Args, Parser, Subcommand};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::ForkResult;
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -130,6 +131,11 @@ struct StartArgs {
 }
 
 fn main() -> ExitCode {
+    // The serving image skips clap: its parser is the largest code it would touch.
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some(handoff::SERVE) {
+        return ExitCode::from(handoff::serve(&raw[2..]) as u8);
+    }
     let Command::Start(args) = Cli::parse().command;
     start(args)
 }
@@ -218,10 +224,23 @@ fn shim_main(args: StartArgs, report: OwnedFd) -> i32 {
     let made_dir = !args.state_dir.exists();
     let result = detach(&args).and_then(|own| setup(&args, own));
     match result {
-        Ok(server) => {
+        Ok(parts) => {
             let _ = nix::unistd::write(&report, &[0]);
             drop(report);
-            server.run()
+            let (parts, e) = handoff::reexec(parts);
+            eprintln!("berth-shim: serving without a fresh image: {e:#}");
+            match parts.into_server() {
+                Ok(server) => server.run(),
+                Err(e) => {
+                    eprintln!("berth-shim: {e:#}");
+                    let _ = berth_runtime::lifecycle::delete(
+                        &StateRoot::new(&args.runtime_root),
+                        &args.id,
+                        true,
+                    );
+                    1
+                }
+            }
         }
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
@@ -286,15 +305,13 @@ fn detach(args: &StartArgs) -> Result<launch::OwnStdio> {
     Ok(own)
 }
 
-fn setup(args: &StartArgs, own: launch::OwnStdio) -> Result<server::Server> {
+fn setup(args: &StartArgs, own: launch::OwnStdio) -> Result<handoff::Parts> {
     // Blocked before the init exists so its exit cannot slip past the signalfd; the init
     // resets its mask before exec.
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
         .context("blocking SIGCHLD")?;
-    let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .context("signalfd")?;
 
     let sock = args.state_dir.join(server::SOCKET);
     // sun_path holds 108 bytes; a deep state dir (a test's temp dir plus a 64-hex id) does
@@ -343,19 +360,14 @@ fn setup(args: &StartArgs, own: launch::OwnStdio) -> Result<server::Server> {
         launched.pid,
         sock.display()
     );
-    server::Server::new(
+    Ok(handoff::Parts {
         req,
         own,
-        args.state_dir.clone(),
+        state_dir: args.state_dir.clone(),
         listener,
-        signals,
         launched,
-        json_log::JsonLog::new(log),
-        !args.no_start,
-    )
-    .inspect_err(|_| {
-        let _ =
-            berth_runtime::lifecycle::delete(&StateRoot::new(&args.runtime_root), &args.id, true);
+        log,
+        started: !args.no_start,
     })
 }
 

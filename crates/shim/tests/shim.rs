@@ -147,6 +147,26 @@ fn start_returns_with_the_container_running_and_the_shim_outlives_its_parent() {
         "{init_status}"
     );
 
+    // The shim serves from a fresh image of itself (handoff.rs), named as before, with the
+    // container's id in its command line for the daemon's leftover-shim scan.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(
+        argv[..3],
+        ["berth-shim", "serve", &format!("--id={}", shim.id)]
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "berth-shim");
+    // Nothing but the handed-over descriptors survived the exec: stdio, the listener, the
+    // container's stdout and stderr, the log, our /dev/null and shim.log, the signalfd.
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(fds <= 10, "{fds} descriptors open in the shim");
+
     // VmRSS counts the binary's and libc's pages, shared by every shim; RssAnon is what
     // one more shim really costs.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
