@@ -213,6 +213,18 @@ trap 'exit 130' INT TERM
 
 # kB of /proc/PID/status field $2 (default VmRSS).
 rss_kib() { awk -v f="${2:-VmRSS}:" '$1 == f { print $2 }' "/proc/$1/status"; }
+# Proportional set size: shared pages (the binary's text, libc) divided among the processes
+# that map them, which is what each of many monitors costs.
+pss_kib() { awk '$1 == "Pss:" { print $2 }' "/proc/$1/smaps_rollup"; }
+# Nine more `sleep` containers through $1 (berth or docker), then the first shim's PSS.
+pss_of_ten() {
+	local cli=$1 shim=$2 i
+	for i in $(seq 2 10); do
+		"$cli" run -d --name "shim-bench-$i" "$image" sleep 60 >/dev/null || die "$cli run -d (shim $i) failed"
+	done
+	sleep 1
+	pss_kib "$shim"
+}
 
 # --- berthd
 # Both daemons in sessions of their own: a Ctrl-C reaches this script (whose trap then
@@ -320,6 +332,7 @@ berth_shim=$(awk '/^PPid:/ { print $2 }' "/proc/$init/status")
 sleep 1
 berth_shim_kib=$(rss_kib "$berth_shim")
 berth_shim_anon=$(rss_kib "$berth_shim" RssAnon)
+berth_shim_pss=$(pss_of_ten berth "$berth_shim")
 if [ -n "$docker_ok" ]; then
 	docker run -d --name shim-bench "$image" sleep 60 >/dev/null || die "docker run -d $image sleep 60 failed"
 	init=$(docker inspect -f '{{.State.Pid}}' shim-bench)
@@ -328,6 +341,7 @@ if [ -n "$docker_ok" ]; then
 	sleep 1
 	docker_shim_kib=$(rss_kib "$docker_shim")
 	docker_shim_anon=$(rss_kib "$docker_shim" RssAnon)
+	docker_shim_pss=$(pss_of_ten docker "$docker_shim")
 fi
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -370,6 +384,7 @@ row_kib "daemon idle RSS, fresh" "$berthd_fresh" "${docker_fresh:-}" "berthd < 1
 row_kib "daemon idle RSS, after the runs" "$berthd_idle" "${docker_idle:-}" "berthd < 15 MB"
 row_kib "shim RSS, one running container" "$berth_shim_kib" "${docker_shim_kib:-}" "berth-shim < 2 MB"
 row_kib "  of which anonymous (RssAnon)" "$berth_shim_anon" "${docker_shim_anon:-}" ""
+row_kib "shim PSS, ten running containers" "$berth_shim_pss" "${docker_shim_pss:-}" ""
 echo "(mean ± stddev of hyperfine -N; RSS = VmRSS: berthd vs dockerd + containerd$(
 	[ -n "$docker_ok" ] && printf ' (%s + %s after the runs)' "$(mib "$dockerd_idle")" "$(mib "$containerd_idle")"
 ), berth-shim vs ${docker_shim_name:-containerd-shim-runc-v2})"
