@@ -669,7 +669,7 @@ impl BridgeNetwork {
             .collect();
         dead.extend(
             self.firewall
-                .containers()?
+                .containers_in(self.subnet)?
                 .into_iter()
                 .filter(|id| !live.contains(id.as_str())),
         );

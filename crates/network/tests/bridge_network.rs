@@ -618,21 +618,33 @@ fn isolation_scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>) {
     };
     let mut net_a = NetworkGuard(Some(open("neta", &br_a)));
     let net_b = NetworkGuard(Some(open("netb", &br_b)));
-    let join = |net: &NetworkGuard, id: &str, ns: &common::TestNetns| {
+    let join = |net: &NetworkGuard, id: &str, ns: &common::TestNetns, ports: &[PortSpec]| {
         net.0
             .as_ref()
             .expect("network")
             .connect(&ConnectRequest {
                 container_id: id,
                 netns: &ns.path(),
-                ports: &[],
+                ports,
             })
             .expect("connect")
             .ip
     };
-    let a1 = join(&net_a, &id_a1, &ns_a1);
-    let a2 = join(&net_a, &id_a2, &ns_a2);
-    let b1 = join(&net_b, &id_b1, &ns_b1);
+    let a1 = join(&net_a, &id_a1, &ns_a1, &[]);
+    let a2 = join(&net_a, &id_a2, &ns_a2, &[]);
+    let b1 = join(&net_b, &id_b1, &ns_b1, &specs(&["127.0.0.1::80"]));
+
+    // Crash recovery of one network leaves the other's containers alone, although their
+    // rules are in the same table (as every engine's are in tests).
+    let cleaned = net_a
+        .0
+        .as_ref()
+        .expect("network")
+        .recover(&[&id_a1, &id_a2])
+        .expect("recover a");
+    assert_eq!(cleaned, 0);
+    assert!(fw().containers().expect("list").contains(&id_b1));
+    assert!(common::link_exists(&veth_name(&id_b1)));
     let pings = |ns: &common::TestNetns, to: Ipv4Addr| {
         ns.exec(&["busybox", "ping", "-c", "1", "-W", "1", &to.to_string()])
             .status

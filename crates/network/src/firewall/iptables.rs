@@ -190,6 +190,13 @@ impl IptablesDriver {
     }
 }
 
+/// The address of `--to-destination IP[:port]` in an `iptables-save` line.
+fn dnat_target(line: &str) -> Option<std::net::Ipv4Addr> {
+    let rest = line.split("--to-destination ").nth(1)?;
+    let dest = rest.split_whitespace().next()?;
+    dest.split(':').next()?.parse().ok()
+}
+
 /// The `--comment` value of an `iptables-save` line (quoted or not).
 fn comment_of(line: &str) -> Option<String> {
     let rest = line.split("--comment ").nth(1)?;
@@ -315,6 +322,16 @@ impl FirewallDriver for IptablesDriver {
         Ok(container_owners(comments.iter().map(String::as_str)))
     }
 
+    fn containers_in(&self, subnet: ipnet::Ipv4Net) -> Result<Vec<String>, FirewallError> {
+        let comments: Vec<String> = self
+            .list_rules()?
+            .iter()
+            .filter(|l| dnat_target(l).is_some_and(|ip| subnet.contains(&ip)))
+            .filter_map(|l| comment_of(l))
+            .collect();
+        Ok(container_owners(comments.iter().map(String::as_str)))
+    }
+
     fn cleanup_all(
         &self,
         known_containers: &[&str],
@@ -344,6 +361,11 @@ mod tests {
             Some("berth:net=b")
         );
         assert_eq!(comment_of("-A X -j ACCEPT"), None);
+        assert_eq!(
+            dnat_target("-A BERTH-DNAT -p tcp -m tcp --dport 8080 -m comment --comment berth:ctr=a -j DNAT --to-destination 10.1.2.3:80"),
+            Some(std::net::Ipv4Addr::new(10, 1, 2, 3))
+        );
+        assert_eq!(dnat_target("-A X -j ACCEPT"), None);
         assert!(IptablesDriver::with_prefix("TOOLONGPREFIX1").is_err());
     }
 }

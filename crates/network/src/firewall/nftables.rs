@@ -55,6 +55,8 @@ pub struct ListedRule {
     pub chain: String,
     pub handle: u64,
     pub comment: Option<String>,
+    /// Where a DNAT rule sends its traffic.
+    pub dnat_to: Option<std::net::Ipv4Addr>,
 }
 
 /// nftables driver for `table inet <table>` (`berth` unless a test picks its own).
@@ -279,10 +281,19 @@ pub fn parse_listing(json: &str) -> Result<Vec<ListedRule>, String> {
             .get("comment")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let dnat_to = rule
+            .get("expr")
+            .and_then(Value::as_array)
+            .and_then(|exprs| {
+                exprs
+                    .iter()
+                    .find_map(|e| e.get("dnat")?.get("addr")?.as_str()?.parse().ok())
+            });
         rules.push(ListedRule {
             chain: chain.to_string(),
             handle,
             comment,
+            dnat_to,
         });
     }
     Ok(rules)
@@ -344,6 +355,16 @@ impl FirewallDriver for NftablesDriver {
         let rules = self.list_rules()?;
         Ok(container_owners(
             rules.iter().filter_map(|r| r.comment.as_deref()),
+        ))
+    }
+
+    fn containers_in(&self, subnet: ipnet::Ipv4Net) -> Result<Vec<String>, FirewallError> {
+        let rules = self.list_rules()?;
+        Ok(container_owners(
+            rules
+                .iter()
+                .filter(|r| r.dnat_to.is_some_and(|ip| subnet.contains(&ip)))
+                .filter_map(|r| r.comment.as_deref()),
         ))
     }
 
@@ -428,7 +449,9 @@ mod tests {
             {"table": {"family": "inet", "name": "berth", "handle": 1}},
             {"chain": {"family": "inet", "table": "berth", "name": "hostports", "handle": 2}},
             {"rule": {"family": "inet", "table": "berth", "chain": "hostports", "handle": 7,
-                      "comment": "berth:ctr=c1", "expr": []}},
+                      "comment": "berth:ctr=c1", "expr": [{"match": {"op": "==",
+                      "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}},
+                      {"dnat": {"family": "ip", "addr": "10.1.2.3", "port": 80}}]}},
             {"rule": {"family": "inet", "table": "berth", "chain": "output", "handle": 8, "expr": []}}]}"#;
         let rules = parse_listing(json).expect("parse");
         assert_eq!(
@@ -437,12 +460,14 @@ mod tests {
                 ListedRule {
                     chain: "hostports".into(),
                     handle: 7,
-                    comment: Some("berth:ctr=c1".into())
+                    comment: Some("berth:ctr=c1".into()),
+                    dnat_to: Some(std::net::Ipv4Addr::new(10, 1, 2, 3)),
                 },
                 ListedRule {
                     chain: "output".into(),
                     handle: 8,
-                    comment: None
+                    comment: None,
+                    dnat_to: None,
                 },
             ]
         );
