@@ -652,6 +652,32 @@ pub enum NetworkCommand {
     /// Remove one or more networks
     #[command(alias = "remove")]
     Rm(NetworkRmArgs),
+    /// Connect a container to a network (berth: a container that is not running)
+    Connect(NetworkConnectArgs),
+    /// Disconnect a container from a network (berth: a container that is not running)
+    Disconnect(NetworkDisconnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkConnectArgs {
+    /// Add network-scoped alias for the container
+    #[arg(long = "alias")]
+    pub alias: Vec<String>,
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkDisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
 }
 
 #[derive(Debug, Args)]

@@ -295,6 +295,141 @@ impl ContainerManager {
         deleted
     }
 
+    /// `network connect` (`connect: true`) and `disconnect` of a container that does not
+    /// run: sets the network it joins at its next start. `network` is a predefined network's
+    /// name or a user network's name or id (resolved by the caller, which answered 404 for
+    /// an unknown one); `aliases` are the endpoint's `--alias` names.
+    ///
+    /// berth runs a container on one network: connecting one that is on a user network to
+    /// another, and anything on a running container, answer 501 with what to do instead.
+    /// A container disconnected from its network starts with `lo` only (mode `none`).
+    pub async fn set_network(
+        self: &Arc<Self>,
+        container: &str,
+        network: &str,
+        connect: bool,
+        aliases: Vec<String>,
+    ) -> Result<ContainerRecord, ApiError> {
+        let record = self.find(container)?;
+        let live = self.live(&record.id);
+        let _op = live.op.lock().await;
+        let record = self.find(&record.id)?;
+        if matches!(record.state.status, Status::Removing | Status::Dead) {
+            return Err(ApiError::conflict(format!(
+                "Container {} is marked for removal and cannot be connected or disconnected to the network",
+                record.id
+            )));
+        }
+        let user = self.networks.find(network);
+        let net_name = user
+            .as_ref()
+            .map_or(network, |u| u.name.as_str())
+            .to_owned();
+        let mode = record.network_mode().to_owned();
+        let on_it = match &user {
+            Some(u) => self.networks.find(&mode).is_some_and(|m| m.id == u.id),
+            None => mode == network,
+        };
+        let host_conflict = || {
+            ApiError::bad_request(
+                "container cannot be disconnected from host network or connected to host network",
+            )
+        };
+        if joined_container(&mode).is_some() {
+            return Err(ApiError::bad_request(
+                "container sharing network namespace with another container or host cannot be connected to any other network",
+            ));
+        }
+        if connect && on_it {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "endpoint with name {} already exists in network {net_name}",
+                    record.name
+                ),
+            ));
+        }
+        if !connect && !on_it {
+            // dockerd's two wordings: a stopped container's, a running one's.
+            let the = if record.state.status.is_running() {
+                ""
+            } else {
+                "the "
+            };
+            return Err(ApiError::internal(format!(
+                "container {} is not connected to {the}network {net_name}",
+                record.id
+            )));
+        }
+        if record.state.status.is_running() {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "berth cannot {} a running container yet: stop {}, run the command again, then start it",
+                    if connect { "connect a network to" } else { "disconnect a network from" },
+                    record.name
+                ),
+            ));
+        }
+        let new_mode = if connect {
+            if mode == "host" || network == "host" {
+                return Err(host_conflict());
+            }
+            if network == "none" {
+                return Err(ApiError::bad_request(
+                    "container cannot be connected to multiple networks with one of the networks in private (none) mode",
+                ));
+            }
+            if mode != "bridge" && mode != "none" {
+                return Err(ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!(
+                        "berth runs a container on one network and {} is on {mode}: disconnect it from {mode} first",
+                        record.name
+                    ),
+                ));
+            }
+            if !aliases.is_empty() && user.is_none() {
+                return Err(ApiError::bad_request(
+                    "network-scoped alias is supported only for containers in user defined networks",
+                ));
+            }
+            // The name, as `--network NAME` records it.
+            net_name.clone()
+        } else {
+            if mode == "host" {
+                return Err(host_conflict());
+            }
+            "none".to_owned()
+        };
+        let record = self.update(&record.id, |r| {
+            r.host_config.network_mode = new_mode;
+            if connect {
+                r.aliases = aliases;
+            } else {
+                r.aliases.clear();
+            }
+        })?;
+        let network_id = match &user {
+            Some(u) => u.id.clone(),
+            None => self.networks.predefined_id(network),
+        };
+        self.events.publish(
+            "network",
+            if connect { "connect" } else { "disconnect" },
+            &network_id,
+            BTreeMap::from([
+                ("container".to_owned(), record.id.clone()),
+                ("name".to_owned(), net_name),
+                (
+                    "type".to_owned(),
+                    if user.is_some() { "bridge" } else { network }.to_owned(),
+                ),
+            ]),
+        );
+        Ok(record)
+    }
+
     /// The default bridge's link name.
     pub fn default_bridge_name(&self) -> &str {
         &self.network_config.bridge
@@ -490,8 +625,17 @@ impl ContainerManager {
             ));
         }
         validate_host_config(&host_config, |mode| self.networks.find(mode).is_some())?;
+        check_container_mode(&requested, &host_config)?;
         let aliases = network_aliases(&host_config, &networking_config)?;
-        let host_config = container_spec::check_security(host_config)?;
+        let mut host_config = container_spec::check_security(host_config)?;
+        if let Some(target) = joined_container(&host_config.network_mode) {
+            // Kept by full id, as dockerd shows it in inspect: a later rename of the
+            // target does not change which namespace this container joins. An unknown
+            // target is kept as given and is an error at start, as with dockerd.
+            if let Ok(target) = self.find(target) {
+                host_config.network_mode = format!("container:{}", target.id);
+            }
+        }
         let image = self.images.resolve(&requested.image)?;
         let image_cc = image.config.config.clone().unwrap_or_default();
         let overrides = overrides(&requested);
@@ -797,12 +941,22 @@ impl ContainerManager {
         let process = runtime_spec::plan(&image_config, &overrides(&record.requested), rootfs)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let binds = self.mount_volumes(record, rootfs)?;
-        let etc = self.paths.etc(id);
-        let hostname = container_spec::hostname(record);
         let write = |path: &Path, text: String| {
             std::fs::write(path, text)
                 .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))
         };
+        if let Some(target) = joined_container(record.network_mode()) {
+            let (netns, etc, hostname) = self.join_plan(id, target)?;
+            // dockerd gives the joining container the target's hostname (and its files).
+            let mut joined = record.clone();
+            joined.config.hostname = hostname.clone();
+            self.update(id, |r| r.config.hostname = hostname)?;
+            let spec = container_spec::plan(&joined, &process, rootfs, &netns, &etc, &binds)?;
+            self.write_bundle(id, &spec)?;
+            return Ok(None);
+        }
+        let etc = self.paths.etc(id);
+        let hostname = container_spec::hostname(record);
         let (netns, endpoint) = match record.network_mode() {
             "host" => {
                 let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -887,16 +1041,58 @@ impl ContainerManager {
             berth_network::etc_files::resolv_conf(&host_resolv),
         )?;
         let spec = container_spec::plan(record, &process, rootfs, &netns, &etc, &binds)?;
+        self.write_bundle(id, &spec)?;
+        Ok(endpoint)
+    }
+
+    fn write_bundle(&self, id: &str, spec: &serde_json::Value) -> Result<(), ApiError> {
         let bundle = self.paths.bundle(id);
         std::fs::create_dir_all(&bundle)
             .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", bundle.display())))?;
-        let json = serde_json::to_vec_pretty(&spec)
+        let json = serde_json::to_vec_pretty(spec)
             .map_err(|e| ApiError::internal(format!("cannot encode config.json: {e}")))?;
-        write(
-            &bundle.join("config.json"),
-            String::from_utf8_lossy(&json).into_owned(),
-        )?;
-        Ok(endpoint)
+        let path = bundle.join("config.json");
+        std::fs::write(&path, json)
+            .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// `--network container:<target>`: the target's network namespace, its /etc files and
+    /// its hostname, as dockerd's `initializeNetworking` takes them. The target must run
+    /// (dockerd's 409 otherwise). Its namespace file is used when it has one: a pid could
+    /// be reused, the file cannot; a target without one (`none`, `host`) is joined through
+    /// its init's `/proc/<pid>/ns/net`, as dockerd always does.
+    fn join_plan(&self, id: &str, target: &str) -> Result<(NetnsPlan, EtcFiles, String), ApiError> {
+        let t = self.find(target)?;
+        if t.id == id {
+            return Err(ApiError::bad_request("cannot join own network"));
+        }
+        if !t.state.status.is_running() || t.state.pid <= 0 {
+            return Err(ApiError::conflict(format!(
+                "cannot join network of a non running container: {target}"
+            )));
+        }
+        let netns = match t.network_mode() {
+            "host" => NetnsPlan::Host,
+            _ => {
+                let file = self.paths.netns(&t.id);
+                if file.exists() {
+                    NetnsPlan::Path(file)
+                } else {
+                    NetnsPlan::Path(PathBuf::from(format!("/proc/{}/ns/net", t.state.pid)))
+                }
+            }
+        };
+        Ok((netns, self.paths.etc(&t.id), container_spec::hostname(&t)))
+    }
+
+    /// Whether a running container shares `id`'s network namespace (`container:<id>`):
+    /// the namespace then outlives `id`'s exit, and so would its veth and address.
+    fn has_running_joiners(&self, id: &str) -> bool {
+        lock(&self.records).values().any(|r| {
+            r.id != id
+                && joined_container(r.network_mode()) == Some(id)
+                && r.state.status.is_running()
+        })
     }
 
     /// Undoes `prepare_start`, driven by the record and what exists: network endpoint,
@@ -912,9 +1108,11 @@ impl ContainerManager {
         self.reap_runtime(id, !after_run);
         let netns = self.paths.netns(id);
         let mode = record.network_mode();
-        let bridged = (after_run && mode != "host" && mode != "none")
-            || record.network.is_some()
-            || netns.exists();
+        // A container that joined another's namespace has nothing of its own to undo.
+        let bridged = joined_container(mode).is_none()
+            && ((after_run && mode != "host" && mode != "none")
+                || record.network.is_some()
+                || netns.exists());
         if bridged {
             let network_id = match &record.network {
                 Some(ep) => ep.network_id.clone(),
@@ -931,8 +1129,11 @@ impl ContainerManager {
             if let Some(net) = net {
                 let port_rules = record.network.as_ref().is_none_or(|n| !n.ports.is_empty());
                 // The namespace file goes next and the container's processes are gone,
-                // so the kernel deletes the veth pair with the namespace.
-                if let Err(e) = net.disconnect_with(id, port_rules, true) {
+                // so the kernel deletes the veth pair with the namespace, unless a joined
+                // container keeps the namespace alive: then the veth is deleted here (as
+                // dockerd removes the endpoint) and the joiner is left with `lo`.
+                let netns_goes = !self.has_running_joiners(id);
+                if let Err(e) = net.disconnect_with(id, port_rules, netns_goes) {
                     tracing::warn!(%id, %e, "cannot disconnect from the bridge");
                 }
             }
@@ -1666,10 +1867,11 @@ fn validate_host_config(
     match hc.network_mode.as_str() {
         "" | "default" | "bridge" | "host" | "none" => {}
         other if other.starts_with("container:") => {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "network mode container:<id> is not supported by berth yet",
-            ))
+            if joined_container(other).is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request(
+                    "invalid network mode: invalid container format container:<name|id>",
+                ));
+            }
         }
         other if known_network(other) => {}
         other => return Err(ApiError::not_found(format!("network {other} not found"))),
@@ -1696,6 +1898,37 @@ fn validate_host_config(
         ));
     }
     Ok(())
+}
+
+/// The container whose network namespace `mode` joins (`container:<name|id>`).
+pub fn joined_container(mode: &str) -> Option<&str> {
+    mode.strip_prefix("container:")
+}
+
+/// What cannot go with `--network container:<x>`, checked at create with dockerd's wording
+/// (runconfig's `validateNetContainerMode`): the network, its names and ports are the
+/// other container's.
+fn check_container_mode(
+    config: &ContainerConfig,
+    hc: &berth_api::container::HostConfig,
+) -> Result<(), ApiError> {
+    if joined_container(&hc.network_mode).is_none() {
+        return Ok(());
+    }
+    let conflict = if !config.hostname.is_empty() {
+        Some("conflicting options: hostname and the network mode")
+    } else if !hc.extra_hosts.is_empty() {
+        Some("conflicting options: custom host-to-IP mapping and the network mode")
+    } else if !config.mac_address.is_empty() {
+        Some("conflicting options: mac-address and the network mode")
+    } else if !hc.port_bindings.is_empty() || hc.publish_all_ports {
+        Some("conflicting options: port publishing and the container type network mode")
+    } else if config.exposed_ports.as_ref().is_some_and(|p| !p.is_empty()) {
+        Some("conflicting options: port exposing and the container type network mode")
+    } else {
+        None
+    };
+    conflict.map_or(Ok(()), |m| Err(ApiError::bad_request(m)))
 }
 
 /// Host paths of binds: `-v /host:/ctr` makes a missing directory, as Docker does;

@@ -409,6 +409,10 @@ fn mount_points(r: &ContainerRecord) -> Vec<berth_api::container::MountPoint> {
 
 fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> {
     let mode = r.network_mode();
+    if crate::container_manager::joined_container(mode).is_some() {
+        // The network is the other container's: dockerd shows no endpoint of its own.
+        return BTreeMap::new();
+    }
     if mode == "host" || mode == "none" {
         return BTreeMap::from([(mode.to_owned(), EndpointSettings::default())]);
     }
@@ -434,6 +438,12 @@ fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> 
 fn inspect(state: &Arc<DaemonState>, r: &ContainerRecord) -> ContainerInspect {
     let paths = state.containers.paths();
     let dir = paths.data_root.join("containers").join(&r.id);
+    // A container in another's network namespace uses that one's /etc files, as dockerd
+    // points HostsPath and ResolvConfPath at them.
+    let etc_dir = match crate::container_manager::joined_container(r.network_mode()) {
+        Some(target) => paths.data_root.join("containers").join(target),
+        None => dir.clone(),
+    };
     let mut ports = BTreeMap::new();
     if let Some(exposed) = &r.config.exposed_ports {
         for key in exposed.keys() {
@@ -486,9 +496,9 @@ fn inspect(state: &Arc<DaemonState>, r: &ContainerRecord) -> ContainerInspect {
             finished_at: r.state.finished_at.clone(),
         },
         image: r.image_id.clone(),
-        resolv_conf_path: dir.join("resolv.conf").display().to_string(),
-        hostname_path: dir.join("hostname").display().to_string(),
-        hosts_path: dir.join("hosts").display().to_string(),
+        resolv_conf_path: etc_dir.join("resolv.conf").display().to_string(),
+        hostname_path: etc_dir.join("hostname").display().to_string(),
+        hosts_path: etc_dir.join("hosts").display().to_string(),
         log_path: paths.log(&r.id).display().to_string(),
         name: format!("/{}", r.name),
         restart_count: r.restart_count,

@@ -37,11 +37,10 @@ pub async fn handle(
                 .map_err(|e| ApiError::internal(format!("worker task failed: {e}")))??;
             Ok(response::empty(StatusCode::NO_CONTENT))
         }
-        Endpoint::NetworkConnect | Endpoint::NetworkDisconnect => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "connecting a running container to another network is not supported by berth yet; \
-             use --network at create",
-        )),
+        Endpoint::NetworkConnect | Endpoint::NetworkDisconnect => {
+            let connect = routed.endpoint == Endpoint::NetworkConnect;
+            connect_or_disconnect(state, &key, req, connect).await
+        }
         other => Err(ApiError::internal(format!("{other:?} routed to networks"))),
     }
 }
@@ -350,4 +349,70 @@ fn network_attrs(net: &UserNetwork) -> BTreeMap<String, String> {
         ("name".to_owned(), net.name.clone()),
         ("type".to_owned(), "bridge".to_owned()),
     ])
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConnectRequest {
+    #[serde(default)]
+    container: String,
+    #[serde(default)]
+    endpoint_config: Option<ConnectEndpoint>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConnectEndpoint {
+    #[serde(default)]
+    aliases: Option<Vec<String>>,
+}
+
+/// `POST /networks/{id}/connect` and `/disconnect`: the network is resolved first (404),
+/// then the container, as dockerd's router does.
+async fn connect_or_disconnect(
+    state: &Arc<DaemonState>,
+    key: &str,
+    req: Request<Incoming>,
+    connect: bool,
+) -> Result<Response<Body>, ApiError> {
+    let body = http_body_util::Limited::new(req.into_body(), MAX_CREATE_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
+        .to_bytes();
+    let request: ConnectRequest = if body.is_empty() {
+        ConnectRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+    };
+    let nets = state.containers.networks();
+    let network = match nets.find_predefined(key) {
+        Some(name) => name.to_owned(),
+        None => nets
+            .find(key)
+            .map(|n| n.id)
+            .ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?,
+    };
+    if request.container.is_empty() {
+        return Err(ApiError::bad_request("no container was given"));
+    }
+    let mut aliases = request
+        .endpoint_config
+        .and_then(|e| e.aliases)
+        .unwrap_or_default();
+    aliases.retain(|a| !a.is_empty());
+    if let Some(bad) = aliases.iter().find(|a| {
+        !a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }) {
+        return Err(ApiError::bad_request(format!(
+            "invalid network alias {bad:?}"
+        )));
+    }
+    state
+        .containers
+        .set_network(&request.container, &network, connect, aliases)
+        .await?;
+    Ok(response::empty(StatusCode::OK))
 }

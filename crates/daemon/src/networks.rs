@@ -299,6 +299,8 @@ impl Networks {
             ApiError::internal(format!("error while removing network {}: {e}", net.name))
         })?;
         let _ = std::fs::remove_dir_all(self.dir.join("user").join(&net.id));
+        // Fails while other networks have their state there; the last one takes it.
+        let _ = std::fs::remove_dir(self.dir.join("user"));
         file.networks.retain(|n| n.id != net.id);
         self.save(&file)
     }

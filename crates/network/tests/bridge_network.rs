@@ -279,7 +279,8 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
     let rules = listing();
     assert_eq!(
         rules.matches(&format!("berth:net={bridge}")).count(),
-        7,
+        // Forward 3, guard 1, masquerade 3, isolation 2.
+        9,
         "network rules written once: {rules}"
     );
 
@@ -558,4 +559,108 @@ fn subnet_is_kept_across_restarts_and_changes_only_when_unused() {
         .expect("teardown");
     assert!(!common::link_exists(&bridge));
     assert!(remove_netns(&ns).expect("remove netns"));
+}
+
+#[test]
+fn networks_are_isolated_nftables() {
+    require_root!();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tag = common::unique();
+    let table = format!("berth_t{tag}");
+    let _table_guard = TableGuard(table.clone());
+    isolation_scenario(&tag, &|| {
+        Box::new(NftablesDriver::with_table(&table).expect("driver"))
+    });
+}
+
+#[test]
+fn networks_are_isolated_iptables() {
+    require_root!();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tag = common::unique();
+    let prefix = format!("BT{}", tag.to_uppercase());
+    let _guard = ChainsGuard(prefix.clone(), common::iptables_nft_tables());
+    isolation_scenario(&tag, &|| {
+        Box::new(IptablesDriver::with_prefix(&prefix).expect("driver"))
+    });
+}
+
+/// Two networks, two namespaces on the first and one on the second: traffic within a
+/// network passes, traffic between them does not, in either direction; tearing one
+/// network down leaves the other's rules (and isolation) working.
+fn isolation_scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let id = |c: char| format!("{c}{tag}{}", "0".repeat(57));
+    let (id_a1, id_a2, id_b1) = (id('a'), id('b'), id('c'));
+    let (br_a, br_b) = (format!("btia{tag}"), format!("btib{tag}"));
+    let _links: Vec<LinkGuard> = [&br_a, &br_b]
+        .into_iter()
+        .cloned()
+        .chain([&id_a1, &id_a2, &id_b1].map(|i| veth_name(i)))
+        .map(|n| LinkGuard::new(&n))
+        .collect();
+    let (ns_a1, ns_a2, ns_b1) = (
+        common::TestNetns::new(),
+        common::TestNetns::new(),
+        common::TestNetns::new(),
+    );
+    let open = |name: &str, bridge: &str| {
+        BridgeNetwork::open_with_firewall(
+            BridgeNetworkConfig {
+                name: name.into(),
+                bridge: bridge.into(),
+                subnet: Some(common::test_subnet()),
+                state_dir: tmp.path().join("state"),
+            },
+            fw(),
+        )
+        .expect("open network")
+    };
+    let mut net_a = NetworkGuard(Some(open("neta", &br_a)));
+    let net_b = NetworkGuard(Some(open("netb", &br_b)));
+    let join = |net: &NetworkGuard, id: &str, ns: &common::TestNetns, ports: &[PortSpec]| {
+        net.0
+            .as_ref()
+            .expect("network")
+            .connect(&ConnectRequest {
+                container_id: id,
+                netns: &ns.path(),
+                ports,
+            })
+            .expect("connect")
+            .ip
+    };
+    let a1 = join(&net_a, &id_a1, &ns_a1, &[]);
+    let a2 = join(&net_a, &id_a2, &ns_a2, &[]);
+    let b1 = join(&net_b, &id_b1, &ns_b1, &specs(&["127.0.0.1::80"]));
+
+    // Crash recovery of one network leaves the other's containers alone, although their
+    // rules are in the same table (as every engine's are in tests).
+    let cleaned = net_a
+        .0
+        .as_ref()
+        .expect("network")
+        .recover(&[&id_a1, &id_a2])
+        .expect("recover a");
+    assert_eq!(cleaned, 0);
+    assert!(fw().containers().expect("list").contains(&id_b1));
+    assert!(common::link_exists(&veth_name(&id_b1)));
+    let pings = |ns: &common::TestNetns, to: Ipv4Addr| {
+        ns.exec(&["busybox", "ping", "-c", "1", "-W", "1", &to.to_string()])
+            .status
+            .success()
+    };
+    assert!(pings(&ns_a1, a2), "within network a");
+    assert!(pings(&ns_a2, a1), "within network a, back");
+    assert!(!pings(&ns_a1, b1), "a1 reached b1 on another network");
+    assert!(!pings(&ns_b1, a1), "b1 reached a1 on another network");
+    assert!(!pings(&ns_b1, a2), "b1 reached a2 on another network");
+
+    // Network a goes; b's rules stay and b is still cut off from what is left.
+    if let Some(net) = net_a.0.take() {
+        net.teardown_with(false).expect("teardown a");
+    }
+    let b_gateway = net_b.0.as_ref().expect("network").gateway();
+    assert!(pings(&ns_b1, b_gateway), "b1 lost its own gateway");
+    drop(net_b);
 }

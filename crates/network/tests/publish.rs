@@ -338,3 +338,33 @@ fn cleanup_all_removes_only_orphans() {
         .status
         .success());
 }
+
+/// Port rules go in alone on the fast path; with berth's table gone (an admin's `flush
+/// ruleset`, a firewall reload) they bring the base chains back with them.
+#[test]
+fn port_rules_bring_the_base_chains_back_when_the_table_is_gone() {
+    require_root!();
+    let tag = common::unique();
+    let table = format!("berth_t{tag}");
+    let _table_guard = TableGuard(table.clone());
+    let fw = NftablesDriver::with_table(&table).expect("driver");
+    let net = NetworkFirewall {
+        bridge: format!("bt{tag}"),
+        subnet: common::test_subnet(),
+    };
+    let mapping = reserve(&[parse("127.0.0.1::80").expect("spec")]).expect("reserve");
+    let ports = |id| ContainerPorts {
+        container_id: id,
+        container_ip: "10.213.0.2".parse().expect("ip"),
+        mappings: mapping.mappings(),
+    };
+    fw.setup_network(&net).expect("setup");
+    fw.add_port_mappings(&net, &ports("first")).expect("add");
+    common::run_ok("nft", &["delete", "table", "inet", &table]);
+    fw.add_port_mappings(&net, &ports("second"))
+        .expect("add after the table went");
+    let listing = nft_table_text(&table);
+    assert!(listing.contains("berth:ctr=second"), "{listing}");
+    assert!(listing.contains("jump hostports_local"), "{listing}");
+    fw.cleanup_all(&[], &[]).expect("cleanup everything");
+}

@@ -60,6 +60,8 @@ pub fn dispatch(client: &Client, command: Command) -> Result<i32> {
         Command::Network(NetworkCommand::Ls(a)) => network::ls(client, a),
         Command::Network(NetworkCommand::Inspect(a)) => network::inspect(client, a),
         Command::Network(NetworkCommand::Rm(a)) => network::rm(client, a),
+        Command::Network(NetworkCommand::Connect(a)) => network::connect(client, a),
+        Command::Network(NetworkCommand::Disconnect(a)) => network::disconnect(client, a),
         Command::Volume(VolumeCommand::Create(a)) => volume::create(client, a),
         Command::Volume(VolumeCommand::Ls(a)) => volume::ls(client, a),
         Command::Volume(VolumeCommand::Inspect(a)) => volume::inspect(client, a),

@@ -1,4 +1,4 @@
-//! `network create|ls|inspect|rm`, with the docker CLI's output.
+//! `network create|ls|inspect|rm|connect|disconnect`, with the docker CLI's output.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,10 @@ use berth_api::client::{query, Client};
 use serde_json::{json, Value};
 
 use super::{for_each, path_segment};
-use crate::cli::{NetworkCreateArgs, NetworkInspectArgs, NetworkLsArgs, NetworkRmArgs};
+use crate::cli::{
+    NetworkConnectArgs, NetworkCreateArgs, NetworkDisconnectArgs, NetworkInspectArgs,
+    NetworkLsArgs, NetworkRmArgs,
+};
 use crate::commands::inspect::indent_json;
 use crate::commands::ps::filters_json;
 use crate::table;
@@ -153,6 +156,33 @@ pub fn rm(client: &Client, args: NetworkRmArgs) -> Result<i32> {
         println!("{name}");
         Ok(())
     })
+}
+
+/// Prints nothing on success, as the docker CLI.
+pub fn connect(client: &Client, args: NetworkConnectArgs) -> Result<i32> {
+    let request = json!({
+        "Container": args.container,
+        "EndpointConfig": {"Aliases": args.alias},
+    });
+    client
+        .post(format!("/networks/{}/connect", path_segment(&args.network)))
+        .json(&request)?
+        .send()?
+        .discard()?;
+    Ok(0)
+}
+
+pub fn disconnect(client: &Client, args: NetworkDisconnectArgs) -> Result<i32> {
+    let request = json!({"Container": args.container, "Force": args.force});
+    client
+        .post(format!(
+            "/networks/{}/disconnect",
+            path_segment(&args.network)
+        ))
+        .json(&request)?
+        .send()?
+        .discard()?;
+    Ok(0)
 }
 
 #[cfg(test)]

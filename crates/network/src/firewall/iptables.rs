@@ -1,7 +1,9 @@
 //! The iptables driver, for hosts without `nft`. Rules live only in berth's own chains
 //! (`<PREFIX>-FORWARD` in filter, `<PREFIX>-POSTROUTING`, `<PREFIX>-DNAT` and
 //! `<PREFIX>-DNAT-LOCAL` in nat, `<PREFIX>-GUARD` in raw; the prefix is `BERTH`), reached by
-//! one jump each from the built-in chains. Changes go through `iptables-restore --noflush`
+//! one jump each from the built-in chains. Network isolation (`<PREFIX>-ISOLATE-1/2`, as
+//! Docker's `DOCKER-ISOLATION-STAGE-1/2`) is reached from the top of `<PREFIX>-FORWARD`,
+//! ahead of every accept there, for flows that were not DNATed. Changes go through `iptables-restore --noflush`
 //! in one batch per table; removal reads `iptables-save` and turns berth's tagged `-A`
 //! lines into `-D` lines. The same layout as the nftables driver, see there for the why.
 
@@ -32,6 +34,8 @@ type Jump = (&'static str, &'static str);
 /// Table, berth chain suffix, built-in chains that jump to it.
 const CHAINS: &[(&str, &str, &[Jump])] = &[
     ("filter", "FORWARD", &[("FORWARD", "")]),
+    ("filter", "ISOLATE-1", &[]),
+    ("filter", "ISOLATE-2", &[]),
     ("raw", "GUARD", &[("PREROUTING", "")]),
     (
         "nat",
@@ -107,6 +111,17 @@ impl IptablesDriver {
                     }
                 }
             }
+            if table == "filter" {
+                // Untagged and first in berth's FORWARD chain, so that isolation comes
+                // before any network's accept whatever order the networks came in.
+                let (fwd, iso) = (self.chain("FORWARD"), self.chain("ISOLATE-1"));
+                let rule = format!("-A {fwd} -m conntrack ! --ctstate DNAT -j {iso}");
+                if !saved.lines().any(|l| l.trim() == rule) {
+                    body.push_str(&format!(
+                        "-I {fwd} 1 -m conntrack ! --ctstate DNAT -j {iso}\n"
+                    ));
+                }
+            }
             self.restore(table, &body)?;
         }
         Ok(())
@@ -175,6 +190,13 @@ impl IptablesDriver {
     }
 }
 
+/// The address of `--to-destination IP[:port]` in an `iptables-save` line.
+fn dnat_target(line: &str) -> Option<std::net::Ipv4Addr> {
+    let rest = line.split("--to-destination ").nth(1)?;
+    let dest = rest.split_whitespace().next()?;
+    dest.split(':').next()?.parse().ok()
+}
+
 /// The `--comment` value of an `iptables-save` line (quoted or not).
 fn comment_of(line: &str) -> Option<String> {
     let rest = line.split("--comment ").nth(1)?;
@@ -211,7 +233,11 @@ impl FirewallDriver for IptablesDriver {
             &format!(
                 "-A {fwd} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT {c}\n\
                  -A {fwd} -o {br} -m conntrack --ctstate DNAT -j ACCEPT {c}\n\
-                 -A {fwd} -i {br} -j ACCEPT {c}\n"
+                 -A {fwd} -i {br} -j ACCEPT {c}\n\
+                 -A {iso1} -i {br} ! -o {br} -j {iso2} {c}\n\
+                 -A {iso2} -o {br} -j DROP {c}\n",
+                iso1 = self.chain("ISOLATE-1"),
+                iso2 = self.chain("ISOLATE-2"),
             ),
         )?;
         self.restore(
@@ -296,6 +322,16 @@ impl FirewallDriver for IptablesDriver {
         Ok(container_owners(comments.iter().map(String::as_str)))
     }
 
+    fn containers_in(&self, subnet: ipnet::Ipv4Net) -> Result<Vec<String>, FirewallError> {
+        let comments: Vec<String> = self
+            .list_rules()?
+            .iter()
+            .filter(|l| dnat_target(l).is_some_and(|ip| subnet.contains(&ip)))
+            .filter_map(|l| comment_of(l))
+            .collect();
+        Ok(container_owners(comments.iter().map(String::as_str)))
+    }
+
     fn cleanup_all(
         &self,
         known_containers: &[&str],
@@ -325,6 +361,11 @@ mod tests {
             Some("berth:net=b")
         );
         assert_eq!(comment_of("-A X -j ACCEPT"), None);
+        assert_eq!(
+            dnat_target("-A BERTH-DNAT -p tcp -m tcp --dport 8080 -m comment --comment berth:ctr=a -j DNAT --to-destination 10.1.2.3:80"),
+            Some(std::net::Ipv4Addr::new(10, 1, 2, 3))
+        );
+        assert_eq!(dnat_target("-A X -j ACCEPT"), None);
         assert!(IptablesDriver::with_prefix("TOOLONGPREFIX1").is_err());
     }
 }

@@ -91,6 +91,10 @@ pub trait FirewallDriver: Send + Sync {
     /// The ids of the containers that have rules, each once, for crash recovery to find
     /// leftovers of containers that are gone.
     fn containers(&self) -> Result<Vec<String>, FirewallError>;
+    /// [`containers`](Self::containers) whose rules send traffic into `subnet`: the ones a
+    /// network's crash recovery may take for its own. Another daemon's containers (tests run
+    /// one engine each, all in berth's one table) are never someone else's leftovers.
+    fn containers_in(&self, subnet: Ipv4Net) -> Result<Vec<String>, FirewallError>;
     /// Removes rules of containers and networks not in the lists (leftovers of a crash);
     /// with both lists empty, removes everything berth added.
     fn cleanup_all(
