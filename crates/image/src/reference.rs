@@ -210,7 +210,8 @@ impl Reference {
                 .unwrap_or(&self.path)
         });
         let mut name = match short {
-            Some(short) if split_docker_domain(short).0 == DEFAULT_DOMAIN => short.to_owned(),
+            // Nothing split off as a registry: the short form names this repository.
+            Some(short) if split_docker_domain(short).1 == short => short.to_owned(),
             _ => self.name(),
         };
         self.push_suffix(&mut name);
@@ -412,6 +413,10 @@ mod tests {
                 "docker.io/libradocker.io/libbu/rf:latest",
             ),
             ("docker.io/localhost/x", "docker.io/localhost/x:latest"),
+            (
+                "index.docker.io/docker.io/j/0",
+                "docker.io/docker.io/j/0:latest",
+            ),
             ("docker.io/library/a.b", "a.b:latest"),
             ("docker.io/a.b", "a.b:latest"),
             ("a/b.c", "a/b.c:latest"),
