@@ -122,7 +122,7 @@ impl ApiSocket {
         // Bound straight at `path`, the socket would exist for a moment with the mode the
         // umask leaves (0777 under umask 0) before the chmod: anyone could connect then.
         // So it is bound in a private 0700 directory beside `path`, given its mode and
-        // group there, and renamed into place with them.
+        // group there, and linked into place with them.
         let staging = parent.join(format!(".bind-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::DirBuilder::new()
@@ -363,7 +363,7 @@ fn add_common_headers(resp: &mut Response<Body>) {
     }
 }
 
-/// Binds at `staged`, sets mode 0660 and group `gid` there, then renames it to `path`.
+/// Binds at `staged`, sets mode 0660 and group `gid` there, then links it at `path`.
 fn bind_staged(staged: &Path, path: &Path, gid: Option<Gid>) -> Result<UnixListener> {
     let listener = UnixListener::bind(staged)
         .with_context(|| format!("cannot listen on {}", path.display()))?;
@@ -373,8 +373,10 @@ fn bind_staged(staged: &Path, path: &Path, gid: Option<Gid>) -> Result<UnixListe
         chown(staged, None, Some(gid))
             .with_context(|| format!("cannot give {} to group {gid}", path.display()))?;
     }
-    std::fs::rename(staged, path)
-        .with_context(|| format!("cannot move the socket to {}", path.display()))?;
+    // A link, not a rename: it fails if `path` appeared since the stale-socket check (a
+    // second daemon starting at the same time), as binding at `path` would.
+    std::fs::hard_link(staged, path)
+        .with_context(|| format!("cannot put the socket at {}", path.display()))?;
     Ok(listener)
 }
 
