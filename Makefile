@@ -91,6 +91,13 @@ bench-image: deps
 
 # iperf3 through a published port on 127.0.0.1 vs straight to the container, and the
 # cost of one container's network setup (scripts/bench-net.sh).
+# Each cargo-fuzz target (fuzz/: layer unpacker, reference parser, API JSON bodies) for
+# FUZZ_SECONDS (default 60); fails on a crash. Installs nightly and cargo-fuzz if missing.
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
 .PHONY: bench-net
 bench-net: deps build
 	scripts/bench-net.sh

@@ -11,6 +11,7 @@ pub mod container;
 pub mod error;
 pub mod exec;
 pub mod image;
+pub mod network;
 pub mod prune;
 pub mod stats;
 pub mod stream;

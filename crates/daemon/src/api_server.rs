@@ -18,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use nix::unistd::{chown, Group};
+use nix::unistd::{chown, Gid, Group};
 use tokio::net::UnixListener;
 
 use crate::container_manager::ContainerManager;
@@ -89,20 +89,20 @@ impl ApiSocket {
         })
     }
 
-    /// Binds `path`: mode 0660, group `berth` when that group exists (else root only).
-    /// A leftover socket from a crashed daemon is replaced; a live one is an error, so a
-    /// second daemon cannot steal the first one's clients.
-    pub async fn bind(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            // 0711: group members must be able to traverse to a 0660 socket inside.
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o711)
-                .create(parent)
-                .with_context(|| {
-                    format!("cannot create the socket directory {}", parent.display())
-                })?;
-        }
+    /// Binds `path`: mode 0660, owned by root and by the group `gid` ([`socket_group`];
+    /// `None`: root's alone). A leftover socket from a crashed daemon is replaced; a live
+    /// one is an error, so a second daemon cannot steal the first one's clients.
+    pub async fn bind(path: &Path, gid: Option<Gid>) -> Result<Self> {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        // 0711: group members must be able to traverse to a 0660 socket inside.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(parent)
+            .with_context(|| format!("cannot create the socket directory {}", parent.display()))?;
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => {
                 if tokio::net::UnixStream::connect(path).await.is_ok() {
@@ -119,25 +119,25 @@ impl ApiSocket {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(err).with_context(|| format!("cannot stat {}", path.display())),
         }
-        let listener = UnixListener::bind(path)
-            .with_context(|| format!("cannot listen on {}", path.display()))?;
-        let socket = Self {
-            listener,
+        // Bound straight at `path`, the socket would exist for a moment with the mode the
+        // umask leaves (0777 under umask 0) before the chmod: anyone could connect then.
+        // So it is bound in a private 0700 directory beside `path`, given its mode and
+        // group there, and linked into place with them.
+        let staging = parent.join(format!(".bind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .with_context(|| format!("cannot create {}", staging.display()))?;
+        let bound = bind_staged(&staging.join("s"), path, gid);
+        if let Err(err) = std::fs::remove_dir_all(&staging) {
+            tracing::warn!(path = %staging.display(), %err, "cannot remove the staging directory");
+        }
+        Ok(Self {
+            listener: bound?,
             path: path.to_owned(),
             owned: true,
-        };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-            .with_context(|| format!("cannot chmod {}", path.display()))?;
-        match Group::from_name(SOCKET_GROUP) {
-            Ok(Some(group)) => chown(path, None, Some(group.gid)).with_context(|| {
-                format!("cannot give {} to group {SOCKET_GROUP}", path.display())
-            })?,
-            Ok(None) => {
-                tracing::info!("no group {SOCKET_GROUP:?}: the API socket is for root only")
-            }
-            Err(err) => tracing::warn!(%err, "cannot look up group {SOCKET_GROUP:?}"),
-        }
-        Ok(socket)
+        })
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests
@@ -360,5 +360,41 @@ fn add_common_headers(resp: &mut Response<Body>) {
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     if let Ok(v) = HeaderValue::from_str(&format!("berth/{DAEMON_VERSION}")) {
         h.insert(SERVER, v);
+    }
+}
+
+/// Binds at `staged`, sets mode 0660 and group `gid` there, then links it at `path`.
+fn bind_staged(staged: &Path, path: &Path, gid: Option<Gid>) -> Result<UnixListener> {
+    let listener = UnixListener::bind(staged)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(staged, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot chmod {}", path.display()))?;
+    if let Some(gid) = gid {
+        chown(staged, None, Some(gid))
+            .with_context(|| format!("cannot give {} to group {gid}", path.display()))?;
+    }
+    // A link, not a rename: it fails if `path` appeared since the stale-socket check (a
+    // second daemon starting at the same time), as binding at `path` would.
+    std::fs::hard_link(staged, path)
+        .with_context(|| format!("cannot put the socket at {}", path.display()))?;
+    Ok(listener)
+}
+
+/// The socket's group, as dockerd's `--group`: a name or a gid. A group asked for that
+/// does not exist is an error; the default `berth` may be missing (root only then).
+pub fn socket_group(asked: Option<&str>) -> Result<Option<Gid>> {
+    let name = asked.unwrap_or(SOCKET_GROUP);
+    match Group::from_name(name) {
+        Ok(Some(group)) => return Ok(Some(group.gid)),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(%err, "cannot look up group {name:?}"),
+    }
+    match (asked, name.parse::<u32>()) {
+        (Some(_), Ok(gid)) => Ok(Some(Gid::from_raw(gid))),
+        (Some(_), Err(_)) => bail!("group {name:?} not found (--group)"),
+        (None, _) => {
+            tracing::info!("no group {SOCKET_GROUP:?}: the API socket is for root only");
+            Ok(None)
+        }
     }
 }

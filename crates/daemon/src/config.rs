@@ -15,6 +15,13 @@ pub struct Args {
     #[arg(short = 'H', long, default_value = "unix:///run/berth/berth.sock")]
     pub host: String,
 
+    /// The group given the API socket (a name or a gid), as dockerd's `--group`: its
+    /// members can use the API, which makes them root on this host. Default: `berth` if
+    /// that group exists, else root alone. With socket activation, berthd.socket's
+    /// SocketGroup= decides instead.
+    #[arg(short = 'G', long)]
+    pub group: Option<String>,
+
     /// Persistent state: image content, container directories, the metadata database.
     #[arg(long, default_value = "/var/lib/berth")]
     pub data_root: PathBuf,

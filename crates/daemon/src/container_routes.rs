@@ -109,8 +109,7 @@ async fn create(
             "config cannot be empty in order to create a container",
         ));
     }
-    let request: ContainerCreateRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let request: ContainerCreateRequest = crate::request_body::decode_object(&body)?;
     let id = state
         .containers
         .create(request, query.get("name").map(str::to_owned))

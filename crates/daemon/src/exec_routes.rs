@@ -66,8 +66,7 @@ async fn create(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body = read_body(req).await?;
-    let config: ExecConfig = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let config: ExecConfig = crate::request_body::decode_object(&body)?;
     let container = state.containers.find(name)?;
     let id = state.execs.create(&container, config, &state.events)?;
     Ok(response::json(StatusCode::CREATED, &IdResponse { id }))
@@ -171,8 +170,7 @@ async fn start(
     let start: ExecStartConfig = if body.is_empty() {
         ExecStartConfig::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+        crate::request_body::decode_object(&body)?
     };
     if !start.detach && !wants_upgrade {
         return Err(ApiError::bad_request(

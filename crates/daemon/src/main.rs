@@ -25,6 +25,7 @@ mod metadata_store;
 mod network_routes;
 mod networks;
 mod query;
+mod request_body;
 mod response;
 mod router;
 mod seccomp_profile;
@@ -84,6 +85,8 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let socket_path = args.socket_path()?;
+    // Before anything is set up: a wrong --group must not leave a bridge behind.
+    let socket_gid = api_server::socket_group(args.group.as_deref())?;
     create_root(&args.data_root, "--data-root")?;
     create_root(&args.exec_root, "--exec-root")?;
     let store = MetadataStore::open(&args.data_root)?;
@@ -183,7 +186,7 @@ fn run(args: Args) -> Result<()> {
         containers.recover().await;
         let socket = match systemd::listener_from_env().context("socket activation")? {
             Some(listener) => ApiSocket::from_systemd(listener, &socket_path)?,
-            None => ApiSocket::bind(&socket_path).await?,
+            None => ApiSocket::bind(&socket_path, socket_gid).await?,
         };
         if let Err(err) = systemd::notify("READY=1") {
             tracing::warn!(%err, "cannot notify systemd");

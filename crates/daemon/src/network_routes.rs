@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use berth_api::network::NetworkCreateRequest;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api_server::DaemonState;
@@ -239,41 +239,6 @@ fn list(state: &Arc<DaemonState>, query: &Query) -> Result<Response<Body>, ApiEr
     Ok(response::json(StatusCode::OK, &nets))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct CreateRequest {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    driver: String,
-    #[serde(default, rename = "IPAM")]
-    ipam: Option<IpamRequest>,
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-    #[serde(default, rename = "EnableIPv6")]
-    enable_ipv6: Option<bool>,
-    #[serde(default)]
-    internal: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct IpamRequest {
-    #[serde(default)]
-    config: Option<Vec<IpamConfig>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct IpamConfig {
-    #[serde(default)]
-    subnet: String,
-    #[serde(default)]
-    gateway: String,
-    #[serde(default)]
-    ip_range: String,
-}
-
 async fn create(
     state: &Arc<DaemonState>,
     req: Request<Incoming>,
@@ -283,8 +248,7 @@ async fn create(
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
         .to_bytes();
-    let request: CreateRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let request: NetworkCreateRequest = crate::request_body::decode_object(&body)?;
     if request.name.is_empty() {
         return Err(ApiError::bad_request("network name is required"));
     }

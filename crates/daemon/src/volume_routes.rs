@@ -115,8 +115,7 @@ async fn create(
     let request: VolumeCreateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         VolumeCreateRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+        crate::request_body::decode_object(&body)?
     };
     let volumes = state.volumes.clone();
     let record = blocking(move || {

@@ -197,15 +197,22 @@ impl Reference {
     }
 
     /// The short form Docker prints (`busybox:latest`, `jupyter/minimal-notebook:latest`).
+    ///
+    /// Unlike Docker's `FamiliarName`, a Hub repository whose first component reads as a
+    /// registry (`docker.io/evil.io/x`) keeps its `docker.io/`: shortened, it would name
+    /// `x` on the registry `evil.io`, and what `save` writes or `images` shows would then
+    /// load, pull or push from another host (found by fuzz/reference_parse).
     pub fn familiar(&self) -> String {
-        let mut name = if self.domain == DEFAULT_DOMAIN {
+        let short = (self.domain == DEFAULT_DOMAIN).then(|| {
             self.path
                 .strip_prefix(OFFICIAL_REPO_PREFIX)
                 .filter(|rest| !rest.contains('/'))
                 .unwrap_or(&self.path)
-                .to_owned()
-        } else {
-            self.name()
+        });
+        let mut name = match short {
+            // Nothing split off as a registry: the short form names this repository.
+            Some(short) if split_docker_domain(short).1 == short => short.to_owned(),
+            _ => self.name(),
         };
         self.push_suffix(&mut name);
         name
@@ -395,6 +402,29 @@ mod tests {
                 .familiar(),
             "jupyter/minimal-notebook:latest"
         );
+    }
+
+    #[test]
+    fn familiar_names_the_same_image() {
+        // fuzz/reference_parse's crash: the short form named the registry libradocker.io.
+        for (s, familiar) in [
+            (
+                "docker.io/libradocker.io/libbu/rf",
+                "docker.io/libradocker.io/libbu/rf:latest",
+            ),
+            ("docker.io/localhost/x", "docker.io/localhost/x:latest"),
+            (
+                "index.docker.io/docker.io/j/0",
+                "docker.io/docker.io/j/0:latest",
+            ),
+            ("docker.io/library/a.b", "a.b:latest"),
+            ("docker.io/a.b", "a.b:latest"),
+            ("a/b.c", "a/b.c:latest"),
+        ] {
+            let r = Reference::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(r.familiar(), familiar, "{s}");
+            assert_eq!(Reference::parse(&r.familiar()).expect("parses back"), r);
+        }
     }
 
     #[test]

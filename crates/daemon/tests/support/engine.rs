@@ -28,6 +28,8 @@ pub struct Engine {
     pub sock: PathBuf,
     pub bridge: String,
     pub subnet: String,
+    /// More berthd flags, passed on every (re)start.
+    pub daemon_args: Vec<String>,
 }
 
 /// A rootfs tar of the host's static busybox with every applet linked in /bin.
@@ -122,6 +124,11 @@ impl Reply {
 
 impl Engine {
     pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// As [`Engine::start`], berthd given `args` beside the engine's own flags.
+    pub fn start_with_args(args: &[&str]) -> Self {
         let n = ENGINES.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -134,6 +141,7 @@ impl Engine {
             bridge: format!("bt{}x{n}", pid % 100_000),
             // 10.77-10.78.x: clear of this host's routes; one /24 per engine in this process.
             subnet: format!("10.{}.{}.0/24", 77 + (pid % 2), (pid / 2 % 25) * 10 + n),
+            daemon_args: args.iter().map(|a| a.to_string()).collect(),
             dir,
         };
         engine.start_daemon();
@@ -177,6 +185,7 @@ impl Engine {
             .arg(berthd.with_file_name("berth-shim"))
             .arg("--log-level")
             .arg("berthd=debug,info")
+            .args(&self.daemon_args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
