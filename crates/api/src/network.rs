@@ -35,6 +35,23 @@ pub struct IpamConfig {
     pub ip_range: String,
 }
 
+/// `POST /networks/{id}/connect` and `/disconnect` (moby `NetworkConnect` and
+/// `NetworkDisconnect`; disconnect's `Force` is not read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct NetworkConnectRequest {
+    pub container: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_config: Option<ConnectEndpoint>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ConnectEndpoint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aliases: Option<Vec<String>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

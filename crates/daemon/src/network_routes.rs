@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_api::network::NetworkCreateRequest;
+use berth_api::network::{NetworkConnectRequest, NetworkCreateRequest};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -315,22 +315,6 @@ fn network_attrs(net: &UserNetwork) -> BTreeMap<String, String> {
     ])
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ConnectRequest {
-    #[serde(default)]
-    container: String,
-    #[serde(default)]
-    endpoint_config: Option<ConnectEndpoint>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ConnectEndpoint {
-    #[serde(default)]
-    aliases: Option<Vec<String>>,
-}
-
 /// `POST /networks/{id}/connect` and `/disconnect`: the network is resolved first (404),
 /// then the container, as dockerd's router does.
 async fn connect_or_disconnect(
@@ -344,11 +328,10 @@ async fn connect_or_disconnect(
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
         .to_bytes();
-    let request: ConnectRequest = if body.is_empty() {
-        ConnectRequest::default()
+    let request: NetworkConnectRequest = if body.is_empty() {
+        NetworkConnectRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+        crate::request_body::decode_object(&body)?
     };
     let nets = state.containers.networks();
     let network = match nets.find_predefined(key) {
