@@ -95,12 +95,10 @@ impl Read for TeeReader {
             match self.rx.blocking_recv() {
                 Some(Message::Data(chunk)) => self.current = chunk,
                 Some(Message::End) => self.ended = true,
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the download was resumed or failed; unpacking from the stored blob instead",
-                    ))
-                }
+                None => return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the download was resumed or failed; unpacking from the stored blob instead",
+                )),
             }
         }
         let n = buf.len().min(self.current.len());
@@ -115,7 +113,9 @@ mod tests {
 
     #[test]
     fn reads_everything_only_after_finish() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let (mut tee, mut reader) = channel();
         let reading = std::thread::spawn(move || {
             let mut out = Vec::new();
@@ -132,7 +132,9 @@ mod tests {
 
     #[test]
     fn an_abandoned_tee_is_an_error_not_a_short_read() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let (mut tee, mut reader) = channel();
         let reading = std::thread::spawn(move || {
             let mut out = Vec::new();

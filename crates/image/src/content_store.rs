@@ -172,7 +172,11 @@ impl ContentStore {
     /// [`ContentStore::ingest`] that waits (blocking the thread) while another writer
     /// holds the ingest, as a second pull of the same image waits for the first one's
     /// layers in Docker. `None`: that writer committed the blob meanwhile.
-    pub fn ingest_wait(&self, expected: &Digest, expected_size: Option<u64>) -> Result<Option<Ingest>> {
+    pub fn ingest_wait(
+        &self,
+        expected: &Digest,
+        expected_size: Option<u64>,
+    ) -> Result<Option<Ingest>> {
         self.open_ingest(expected, expected_size, true)
     }
 

@@ -811,14 +811,25 @@ impl RegistryClient {
         on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<bool> {
         let fetched = self
-            .fetch_blob_teed(reference, digest, size, store, on_bytes, BlobTee::none())
+            .fetch_blob_teed(
+                reference,
+                digest,
+                size,
+                store,
+                on_bytes,
+                BlobTee::none(),
+                None,
+            )
             .await?;
         Ok(matches!(fetched, BlobFetch::Downloaded { .. }))
     }
 
     /// [`RegistryClient::fetch_blob_observed`] that also hands the bytes to `tee` as they
     /// arrive. Another writer of the same blob (a concurrent pull) is waited for, not an
-    /// error: its blob, once committed, serves this pull too.
+    /// error: its blob, once committed, serves this pull too. `slot` (a download slot)
+    /// is given back when the last byte is in, before the fsync: the next download need
+    /// not wait for the disk.
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_blob_teed(
         &self,
         reference: &Reference,
@@ -827,6 +838,7 @@ impl RegistryClient {
         store: &ContentStore,
         on_bytes: &(dyn Fn(u64) + Send + Sync),
         mut tee: BlobTee,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<BlobFetch> {
         if store.contains(digest) {
             return Ok(BlobFetch::Present);
@@ -852,6 +864,7 @@ impl RegistryClient {
             }
             return Err(e);
         }
+        drop(slot);
         let streamed = ingest.offset() == size && tee.finish().await;
         drop(tee);
         // commit() fsyncs: keep it off the async workers.
@@ -1362,8 +1375,8 @@ impl Puller {
             let progress = self.progress.clone();
             progress.report(PullProgress::LayerWaiting(digest.clone()));
             tasks.spawn(async move {
-                let permit = downloads
-                    .acquire()
+                let slot = downloads
+                    .acquire_owned()
                     .await
                     .map_err(|e| RegistryError::Task(e.to_string()))?;
                 let on_bytes = |current| {
@@ -1378,18 +1391,27 @@ impl Puller {
                 let (tee, reader) = blob_tee::channel();
                 let unpacker = {
                     let (layers, busy) = (layers.clone(), busy.clone());
+                    // `busy` goes back with the result and is dropped after it: when
+                    // this task was aborted, the result (a temp dir) is dropped
+                    // on the blocking thread, and the pull must wait for that.
                     tokio::task::spawn_blocking(move || {
-                        let _busy = busy;
-                        layers.prepare(&chain, &diff_id, reader)
+                        (layers.prepare(&chain, &diff_id, reader), busy)
                     })
                 };
                 let fetched = client
-                    .fetch_blob_teed(&reference, &digest, size, &content, &on_bytes, tee)
+                    .fetch_blob_teed(
+                        &reference,
+                        &digest,
+                        size,
+                        &content,
+                        &on_bytes,
+                        tee,
+                        Some(slot),
+                    )
                     .await;
-                let prepared = unpacker
+                let (prepared, _busy) = unpacker
                     .await
                     .map_err(|e| RegistryError::Task(e.to_string()))?;
-                drop(permit);
                 let streamed = match fetched {
                     Ok(BlobFetch::Downloaded { streamed: true }) => Some(prepared),
                     Ok(_) | Err(_) => {

@@ -193,12 +193,11 @@ impl LayerStore {
             chain: chain.clone(),
             tmp: Some(tmp),
         };
-        let actual = layer_unpack::unpack_layer(blob, &diff).map_err(|source| {
-            SnapshotError::Unpack {
+        let actual =
+            layer_unpack::unpack_layer(blob, &diff).map_err(|source| SnapshotError::Unpack {
                 chain: chain.clone(),
                 source,
-            }
-        })?;
+            })?;
         if &actual != diff_id {
             return Err(SnapshotError::DiffIdMismatch {
                 chain: chain.clone(),

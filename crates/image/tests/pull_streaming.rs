@@ -72,19 +72,68 @@ fn layer_tar(i: u64) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     entry(&mut b, "shared/", D, 0o755, &[], None);
     entry(&mut b, &format!("l{i}/"), D, 0o750, &[], None);
-    entry(&mut b, &format!("l{i}/big"), F, 0o644, &noise(i, 3 << 20), None);
+    entry(
+        &mut b,
+        &format!("l{i}/big"),
+        F,
+        0o644,
+        &noise(i, 3 << 20),
+        None,
+    );
     for j in 0..40 {
         let data = noise(i * 100 + j, 100 + 37 * j as usize);
         entry(&mut b, &format!("l{i}/small/{j}"), F, 0o600, &data, None);
     }
-    entry(&mut b, &format!("l{i}/setuid"), F, 0o4755, b"#!/bin/sh\n", None);
-    entry(&mut b, &format!("l{i}/hard"), H, 0o644, &[], Some(&format!("l{i}/setuid")));
-    entry(&mut b, &format!("l{i}/sym"), S, 0o777, &[], Some("../shared/x"));
-    entry(&mut b, &format!("shared/from{i}"), F, 0o644, &noise(i, 999), None);
+    entry(
+        &mut b,
+        &format!("l{i}/setuid"),
+        F,
+        0o4755,
+        b"#!/bin/sh\n",
+        None,
+    );
+    entry(
+        &mut b,
+        &format!("l{i}/hard"),
+        H,
+        0o644,
+        &[],
+        Some(&format!("l{i}/setuid")),
+    );
+    entry(
+        &mut b,
+        &format!("l{i}/sym"),
+        S,
+        0o777,
+        &[],
+        Some("../shared/x"),
+    );
+    entry(
+        &mut b,
+        &format!("shared/from{i}"),
+        F,
+        0o644,
+        &noise(i, 999),
+        None,
+    );
     if i > 0 {
-        entry(&mut b, &format!("shared/.wh.from{}", i - 1), F, 0o644, &[], None);
+        entry(
+            &mut b,
+            &format!("shared/.wh.from{}", i - 1),
+            F,
+            0o644,
+            &[],
+            None,
+        );
         entry(&mut b, &format!("l{}/", i - 1), D, 0o755, &[], None);
-        entry(&mut b, &format!("l{}/.wh..wh..opq", i - 1), F, 0o644, &[], None);
+        entry(
+            &mut b,
+            &format!("l{}/.wh..wh..opq", i - 1),
+            F,
+            0o644,
+            &[],
+            None,
+        );
     }
     b.into_inner().unwrap()
 }
@@ -241,7 +290,12 @@ fn assert_same_tree(a: &Path, b: &Path) {
         .filter(|k| ta.get(*k) != tb.get(*k))
         .map(|k| (k, ta.get(k), tb.get(k)))
         .collect();
-    assert!(differ.is_empty(), "{} vs {}: {differ:#?}", a.display(), b.display());
+    assert!(
+        differ.is_empty(),
+        "{} vs {}: {differ:#?}",
+        a.display(),
+        b.display()
+    );
 }
 
 fn entries(dir: &Path) -> Vec<String> {
@@ -470,8 +524,7 @@ async fn a_connection_dropped_mid_blob_resumes_into_the_right_layer() {
 
     let root = tempfile::tempdir().unwrap();
     let puller = puller(root.path());
-    let reference =
-        Reference::parse(&format!("127.0.0.1:{}/test/stream:v1", proxy.port)).unwrap();
+    let reference = Reference::parse(&format!("127.0.0.1:{}/test/stream:v1", proxy.port)).unwrap();
     let image = puller.pull(&reference).await.unwrap();
     assert_eq!(proxy.cuts.load(Ordering::SeqCst), 1, "the proxy cut once");
     let ranged = registry
@@ -481,7 +534,11 @@ async fn a_connection_dropped_mid_blob_resumes_into_the_right_layer() {
         .count();
     assert_eq!(ranged, 2, "the cut blob was asked for twice");
     let stats = puller.client().stats();
-    assert_eq!(counter(&stats.blob_unpacks), 1, "the resumed layer came from the blob");
+    assert_eq!(
+        counter(&stats.blob_unpacks),
+        1,
+        "the resumed layer came from the blob"
+    );
     assert_eq!(counter(&stats.streamed_unpacks), 2);
 
     let content = ContentStore::open(root.path()).unwrap();
@@ -514,7 +571,12 @@ async fn two_pulls_of_one_image_at_once_share_the_downloads() {
     let (ia, ib) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ia.layers, ib.layers);
     // Each blob (config and three layers) went over the wire once.
-    assert_eq!(registry.blob_gets() - before, 4, "{:#?}", registry.requests());
+    assert_eq!(
+        registry.blob_gets() - before,
+        4,
+        "{:#?}",
+        registry.requests()
+    );
     let layers = LayerStore::open(root.path()).unwrap();
     for chain in &ia.layers {
         assert!(layers.contains(chain));

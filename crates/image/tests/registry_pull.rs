@@ -7,10 +7,8 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use berth_image::content_store::{ContentError, ContentStore};
 use berth_image::digest::Digest;

@@ -8,11 +8,9 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use berth_image::content_store::ContentStore;
 use berth_image::digest::Digest;
