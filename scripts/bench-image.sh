@@ -1,17 +1,27 @@
 #!/bin/bash
 # Cold pull of a multi-layer image from a local registry: berth's puller
-# (target/release/berth-image-pull: download, verify, unpack every layer) against
-# `skopeo copy docker://... oci:...` (download and verify, no unpack), then the peak RSS
-# of each. Builds nothing: `make bench-image` builds the release binary first.
+# (target/release/berth-image-pull: download, verify, unpack every layer, unpacking
+# while it downloads) against `docker pull` (download, verify, unpack; a private dockerd
+# started here, when dockerd is installed) and `skopeo copy docker://... oci:...`
+# (download and verify, no unpack), in one hyperfine run, then the peak RSS of each.
+# Builds nothing: `make bench-image` builds the release binary first.
 #
-# The image is generated deterministically (same bytes every run): BENCH_LAYERS gzip
-# layers of hex text (about 2:1 compressible) in 8 MiB files plus a few hundred small
-# files each, pushed with skopeo to Debian's docker-registry on 127.0.0.1.
+# The image is generated deterministically (same bytes every run): gzip layers of hex
+# text (about 2:1 compressible) in 8 MiB files plus a few hundred small files each,
+# pushed with skopeo to Debian's docker-registry on 127.0.0.1.
+#
+# The dockerd is private: its own --data-root, --exec-root and unix socket under the
+# temp dir, no bridge, no iptables rules, no ip_forward change; it pulls from
+# 127.0.0.1:PORT, which Docker treats as an insecure registry by default. Each docker
+# run starts cold (the image removed and pruned first); the daemon is stopped and its
+# dirs removed at the end. Its peak RSS is dockerd's VmHWM over one pull (reset through
+# /proc/PID/clear_refs first), its containerd not counted (a pull does not use it).
 #
 # Environment (all optional):
 #   BERTH_IMAGE_PULL  puller under test (default target/release/berth-image-pull)
 #   BENCH_RUNS        hyperfine runs per command (default 5)
 #   BENCH_LAYER_MIB   uncompressed MiB per layer, bottom first (default "96 80 64 48 32")
+#   BENCH_DOCKER      0: leave docker out even when dockerd is installed
 # The hyperfine JSON is kept at target/bench/image-hyperfine.json.
 set -euo pipefail
 
@@ -30,13 +40,31 @@ for tool in docker-registry skopeo hyperfine jq python3 /usr/bin/time; do
 	command -v "$tool" >/dev/null || die "$tool not found; run scripts/install-deps.sh"
 done
 
+with_docker=0
+if [ "${BENCH_DOCKER:-1}" != 0 ] && command -v dockerd >/dev/null && command -v docker >/dev/null; then
+	with_docker=1
+fi
+
 tmp=$(mktemp -d /tmp/berth-bench-image.XXXXXX)
 registry_pid=
+dockerd_pid=
+stop() { # pid: TERM, then KILL after 20 s
+	kill "$1" 2>/dev/null || return 0
+	for _ in $(seq 200); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
 cleanup() {
-	if [ -n "$registry_pid" ]; then
-		kill "$registry_pid" 2>/dev/null || true
-		wait "$registry_pid" 2>/dev/null || true
-	fi
+	[ -z "$dockerd_pid" ] || stop "$dockerd_pid"
+	[ -z "$registry_pid" ] || stop "$registry_pid"
+	# Whatever dockerd left mounted under its roots, deepest first.
+	local m
+	for m in $(findmnt -rn -o TARGET | grep "^$tmp/" | sort -r || true); do
+		umount -l "$m" 2>/dev/null || true
+	done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -46,7 +74,7 @@ echo "bench-image: generating the image ($layer_mib MiB layers) in $tmp/layout"
 python3 - "$tmp/layout" "$layer_mib" <<'PY'
 import gzip, hashlib, io, json, os, random, sys, tarfile
 
-out, sizes = sys.argv[1], [int(s) for s in sys.argv[2:]]
+out, sizes = sys.argv[1], [int(s) for s in " ".join(sys.argv[2:]).split()]
 blobs = os.path.join(out, "blobs", "sha256")
 os.makedirs(blobs)
 
@@ -119,14 +147,37 @@ skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$tmp/layout:b
 
 berth_cmd="$puller --root $tmp/berth-root $image"
 skopeo_cmd="skopeo --insecure-policy copy --quiet --src-tls-verify=false docker://$image oci:$tmp/skopeo-dir:latest"
+
+docker_sock=$tmp/docker.sock
+docker_cmd="docker -H unix://$docker_sock pull -q $image"
+docker_cold="docker -H unix://$docker_sock rmi -f $image >/dev/null 2>&1; docker -H unix://$docker_sock image prune -af >/dev/null"
+if [ "$with_docker" = 1 ]; then
+	echo "bench-image: starting a private dockerd ($(dockerd --version))"
+	mkdir -p "$tmp/docker-root" "$tmp/docker-exec"
+	dockerd --data-root "$tmp/docker-root" --exec-root "$tmp/docker-exec" \
+		-H "unix://$docker_sock" --pidfile "$tmp/docker.pid" \
+		--bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
+		--containerd-namespace berth-bench --containerd-plugins-namespace berth-bench-plugins \
+		--storage-driver overlay2 --log-level error >"$tmp/dockerd.log" 2>&1 &
+	dockerd_pid=$!
+	for _ in $(seq 300); do
+		if docker -H "unix://$docker_sock" version >/dev/null 2>&1; then break; fi
+		kill -0 "$dockerd_pid" 2>/dev/null || die "dockerd exited: $(tail -5 "$tmp/dockerd.log")"
+		sleep 0.1
+	done
+	docker -H "unix://$docker_sock" version >/dev/null 2>&1 || die "dockerd did not answer: $(tail -5 "$tmp/dockerd.log")"
+fi
+
 mkdir -p target/bench
 json=target/bench/image-hyperfine.json
 # Cold: each run starts from an empty destination (the registry's files stay in the
-# page cache, as a nearby registry's would be warm).
-hyperfine --runs "$runs" --warmup 1 --export-json "$json" \
-	--prepare "rm -rf $tmp/berth-root $tmp/skopeo-dir" \
-	--command-name berth "$berth_cmd" \
-	--command-name skopeo "$skopeo_cmd"
+# page cache, as a nearby registry's would be warm). One --prepare per command.
+peers=(--prepare "rm -rf $tmp/berth-root" --command-name berth "$berth_cmd")
+if [ "$with_docker" = 1 ]; then
+	peers+=(--prepare "$docker_cold" --command-name docker "$docker_cmd")
+fi
+peers+=(--prepare "rm -rf $tmp/skopeo-dir" --command-name skopeo "$skopeo_cmd")
+hyperfine --runs "$runs" --warmup 1 --export-json "$json" "${peers[@]}"
 
 median() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .median' "$json"; }
 berth_median=$(median berth)
@@ -141,9 +192,25 @@ rss() {
 berth_rss=$(rss $berth_cmd)
 # shellcheck disable=SC2086
 skopeo_rss=$(rss $skopeo_cmd)
+if [ "$with_docker" = 1 ]; then
+	docker_median=$(median docker)
+	bash -c "$docker_cold"
+	echo 5 >"/proc/$dockerd_pid/clear_refs" # resets VmHWM to the current RSS
+	# shellcheck disable=SC2086
+	$docker_cmd >/dev/null
+	docker_rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$dockerd_pid/status")
+fi
 
 echo
 printf 'cold pull, median of %s runs:\n' "$runs"
-printf '  berth-image-pull (download+verify+unpack): %8.3f s   peak RSS %6d KiB\n' "$berth_median" "$berth_rss"
-printf '  skopeo copy to oci: (download+verify)    : %8.3f s   peak RSS %6d KiB\n' "$skopeo_median" "$skopeo_rss"
+printf '  berth-image-pull (download+verify+unpack): %8.3f s   peak RSS %7d KiB\n' "$berth_median" "$berth_rss"
+if [ "$with_docker" = 1 ]; then
+	printf '  docker pull      (download+verify+unpack): %8.3f s   peak RSS %7d KiB (dockerd)\n' "$docker_median" "$docker_rss"
+fi
+printf '  skopeo copy to oci: (download+verify)    : %8.3f s   peak RSS %7d KiB\n' "$skopeo_median" "$skopeo_rss"
+if [ "$with_docker" = 1 ]; then
+	awk -v b="$berth_median" -v d="$docker_median" 'BEGIN { printf "  berth / docker: %.2f (docker / berth: %.2fx)\n", b / d, d / b }'
+else
+	echo "  (no dockerd here: docker pull left out)"
+fi
 awk -v b="$berth_median" -v s="$skopeo_median" 'BEGIN { printf "  berth / skopeo: %.2f\n", b / s }'

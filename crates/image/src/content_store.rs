@@ -125,7 +125,10 @@ impl ContentStore {
         if self.contains(expected) {
             return Ok(false);
         }
-        let mut ingest = self.ingest(expected, Some(bytes.len() as u64))?;
+        // A concurrent writer of the same bytes (two pulls of one image) is waited for.
+        let Some(mut ingest) = self.ingest_wait(expected, Some(bytes.len() as u64))? else {
+            return Ok(false);
+        };
         ingest.reset()?;
         ingest.write(bytes)?;
         ingest.commit()?;
@@ -162,7 +165,33 @@ impl ContentStore {
     /// Starts or resumes writing `expected`. [`Ingest::offset`] says how many bytes an
     /// earlier, interrupted writer left; they have been re-hashed and are kept.
     pub fn ingest(&self, expected: &Digest, expected_size: Option<u64>) -> Result<Ingest> {
+        self.open_ingest(expected, expected_size, false)?
+            .ok_or_else(|| ContentError::Busy(expected.clone()))
+    }
+
+    /// [`ContentStore::ingest`] that waits (blocking the thread) while another writer
+    /// holds the ingest, as a second pull of the same image waits for the first one's
+    /// layers in Docker. `None`: that writer committed the blob meanwhile.
+    pub fn ingest_wait(
+        &self,
+        expected: &Digest,
+        expected_size: Option<u64>,
+    ) -> Result<Option<Ingest>> {
+        self.open_ingest(expected, expected_size, true)
+    }
+
+    fn open_ingest(
+        &self,
+        expected: &Digest,
+        expected_size: Option<u64>,
+        wait: bool,
+    ) -> Result<Option<Ingest>> {
         let path = self.ingest_path(expected);
+        let lock = if wait {
+            FlockOperation::LockExclusive
+        } else {
+            FlockOperation::NonBlockingLockExclusive
+        };
         // Open, lock, then check that the path still names the file we locked: a writer
         // that committed in between renamed that inode into content/, and writing to it
         // would corrupt a committed blob.
@@ -176,11 +205,10 @@ impl ContentStore {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
                 .map_err(io_err("open", &path))?;
-            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            match flock(&file, lock) {
                 Ok(()) => {}
-                Err(rustix::io::Errno::WOULDBLOCK) => {
-                    return Err(ContentError::Busy(expected.clone()))
-                }
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(io_err("lock", &path)(e.into())),
             }
             let held = file.metadata().map_err(io_err("stat", &path))?;
@@ -189,6 +217,14 @@ impl ContentStore {
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("stat", &path)(e)),
+            }
+            if wait && self.contains(expected) {
+                // Committed while we waited; the file we locked is one we just created
+                // (or another waiter did): empty, worth nothing.
+                if held.len() == 0 {
+                    let _ = fs::remove_file(&path);
+                }
+                return Ok(None);
             }
             let mut hasher = Hasher::new();
             let mut len = held.len();
@@ -208,14 +244,14 @@ impl ContentStore {
                 }
             }
             file.seek(SeekFrom::End(0)).map_err(io_err("seek", &path))?;
-            return Ok(Ingest {
+            return Ok(Some(Ingest {
                 file,
                 path,
                 hasher,
                 expected: expected.clone(),
                 expected_size,
                 blob_dir: self.blobs.clone(),
-            });
+            }));
         }
         Err(ContentError::Busy(expected.clone()))
     }

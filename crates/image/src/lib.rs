@@ -11,6 +11,7 @@
 //! Dockerfile-style changes ([`config_change`]).
 
 pub mod archive;
+mod blob_tee;
 pub mod config_change;
 pub mod content_store;
 pub mod digest;

@@ -23,6 +23,7 @@ use reqwest::header::{
 };
 use reqwest::{Method, StatusCode, Url};
 
+use crate::blob_tee::{self, BlobTee};
 use crate::content_store::{ContentError, ContentStore, Ingest};
 use crate::digest::{chain_ids, Digest};
 use crate::manifest::{
@@ -345,6 +346,10 @@ pub struct TransferStats {
     pub blob_uploads: AtomicU64,
     /// Push: `PATCH` requests of chunked uploads.
     pub upload_chunks: AtomicU64,
+    /// Pull: layers unpacked while their blob downloaded (the tee saw every byte).
+    pub streamed_unpacks: AtomicU64,
+    /// Pull: layers unpacked from a stored blob (it was there, or its download resumed).
+    pub blob_unpacks: AtomicU64,
     /// Push: blob bytes sent.
     pub bytes_sent: AtomicU64,
     pub manifest_puts: AtomicU64,
@@ -805,12 +810,50 @@ impl RegistryClient {
         store: &ContentStore,
         on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<bool> {
+        let fetched = self
+            .fetch_blob_teed(
+                reference,
+                digest,
+                size,
+                store,
+                on_bytes,
+                BlobTee::none(),
+                None,
+            )
+            .await?;
+        Ok(matches!(fetched, BlobFetch::Downloaded { .. }))
+    }
+
+    /// [`RegistryClient::fetch_blob_observed`] that also hands the bytes to `tee` as they
+    /// arrive. Another writer of the same blob (a concurrent pull) is waited for, not an
+    /// error: its blob, once committed, serves this pull too. `slot` (a download slot)
+    /// is given back when the last byte is in, before the fsync: the next download need
+    /// not wait for the disk.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_blob_teed(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        store: &ContentStore,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
+        mut tee: BlobTee,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<BlobFetch> {
         if store.contains(digest) {
-            return Ok(false);
+            return Ok(BlobFetch::Present);
         }
-        let mut ingest = store.ingest(digest, Some(size))?;
+        let ingest = {
+            let (store, digest) = (store.clone(), digest.clone());
+            tokio::task::spawn_blocking(move || store.ingest_wait(&digest, Some(size)))
+                .await
+                .map_err(|e| RegistryError::Task(e.to_string()))??
+        };
+        let Some(mut ingest) = ingest else {
+            return Ok(BlobFetch::Present);
+        };
         if let Err(e) = self
-            .download(reference, digest, size, &mut ingest, on_bytes)
+            .download(reference, digest, size, &mut ingest, on_bytes, &mut tee)
             .await
         {
             // Keep bytes worth resuming; an empty ingest file is only clutter.
@@ -821,11 +864,14 @@ impl RegistryClient {
             }
             return Err(e);
         }
+        drop(slot);
+        let streamed = ingest.offset() == size && tee.finish().await;
+        drop(tee);
         // commit() fsyncs: keep it off the async workers.
         tokio::task::spawn_blocking(move || ingest.commit())
             .await
             .map_err(|e| RegistryError::Task(e.to_string()))??;
-        Ok(true)
+        Ok(BlobFetch::Downloaded { streamed })
     }
 
     /// The transfer part of [`RegistryClient::fetch_blob`]: fills `ingest` up to `size`
@@ -837,13 +883,18 @@ impl RegistryClient {
         size: u64,
         ingest: &mut Ingest,
         on_bytes: &(dyn Fn(u64) + Send + Sync),
+        tee: &mut BlobTee,
     ) -> Result<()> {
         let path = format!("{}/blobs/{}", reference.path(), digest);
         let mut last_error = None;
-        for _ in 0..BLOB_ATTEMPTS {
+        for attempt in 0..BLOB_ATTEMPTS {
             let offset = ingest.offset();
             if offset == size {
                 break;
+            }
+            if attempt > 0 || offset > 0 {
+                // Resuming: the unpacker missed bytes; the stored blob will feed it.
+                tee.abandon();
             }
             let mut headers = HeaderMap::new();
             if offset > 0 {
@@ -875,6 +926,7 @@ impl RegistryClient {
                         TransferStats::bump(&self.stats.bytes, chunk.len() as u64);
                         ingest.write(&chunk)?;
                         on_bytes(ingest.offset());
+                        tee.send(&chunk).await;
                     }
                     Ok(None) => break,
                     Err(source) => {
@@ -997,6 +1049,14 @@ pub(crate) async fn status_error(method: Method, fetched: Fetched) -> RegistryEr
     }
 }
 
+/// What [`RegistryClient::fetch_blob_teed`] did.
+enum BlobFetch {
+    /// The blob was in the store already (or another writer committed it meanwhile).
+    Present,
+    /// Downloaded and committed; `streamed`: the tee was fed the whole blob in one pass.
+    Downloaded { streamed: bool },
+}
+
 /// One layer blob to download, and the (ChainID, DiffID) pairs unpacked from it.
 struct BlobJob {
     digest: Digest,
@@ -1105,7 +1165,8 @@ impl Puller {
 
     /// Pulls `reference`: resolves it (a HEAD first, so a manifest already stored costs
     /// no GET), picks the platform from an index, then downloads the layers at most
-    /// `max_concurrent_downloads` at a time, unpacking each as soon as it is complete.
+    /// `max_concurrent_downloads` at a time, each unpacked while it downloads (into a
+    /// hidden dir that becomes the layer only once the blob's digest has matched).
     /// Layers already unpacked (by ChainID) are neither downloaded nor unpacked again.
     pub async fn pull(&self, reference: &Reference) -> Result<Image> {
         let refname = reference.to_string();
@@ -1299,8 +1360,13 @@ impl Puller {
         let downloads = Arc::new(tokio::sync::Semaphore::new(
             self.client.config.max_concurrent_downloads.max(1),
         ));
+        // Held by every blocking unpack: after a failed pull aborts the tasks, their
+        // blocking halves (not abortable) still clean up their temp dirs, and the pull
+        // returns only once they have, so a caller never sees a half-unpacked layer.
+        let (busy, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
         let mut tasks = tokio::task::JoinSet::new();
         for BlobJob { digest, size, uses } in by_blob {
+            let busy = busy.clone();
             let client = self.client.clone();
             let content = self.content.clone();
             let layers = self.layers.clone();
@@ -1309,28 +1375,78 @@ impl Puller {
             let progress = self.progress.clone();
             progress.report(PullProgress::LayerWaiting(digest.clone()));
             tasks.spawn(async move {
-                {
-                    let _permit = downloads
-                        .acquire()
-                        .await
-                        .map_err(|e| RegistryError::Task(e.to_string()))?;
-                    let on_bytes = |current| {
-                        progress.report(PullProgress::Downloading {
-                            blob: digest.clone(),
-                            current,
-                            total: size,
-                        })
-                    };
-                    client
-                        .fetch_blob_observed(&reference, &digest, size, &content, &on_bytes)
-                        .await?;
-                }
+                let slot = downloads
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| RegistryError::Task(e.to_string()))?;
+                let on_bytes = |current| {
+                    progress.report(PullProgress::Downloading {
+                        blob: digest.clone(),
+                        current,
+                        total: size,
+                    })
+                };
+                // The first chain using the blob is unpacked from the download itself.
+                let (chain, diff_id) = uses[0].clone();
+                let (tee, reader) = blob_tee::channel();
+                let unpacker = {
+                    let (layers, busy) = (layers.clone(), busy.clone());
+                    // `busy` goes back with the result and is dropped after it: when
+                    // this task was aborted, the result (a temp dir) is dropped
+                    // on the blocking thread, and the pull must wait for that.
+                    tokio::task::spawn_blocking(move || {
+                        (layers.prepare(&chain, &diff_id, reader), busy)
+                    })
+                };
+                let fetched = client
+                    .fetch_blob_teed(
+                        &reference,
+                        &digest,
+                        size,
+                        &content,
+                        &on_bytes,
+                        tee,
+                        Some(slot),
+                    )
+                    .await;
+                let (prepared, _busy) = unpacker
+                    .await
+                    .map_err(|e| RegistryError::Task(e.to_string()))?;
+                let streamed = match fetched {
+                    Ok(BlobFetch::Downloaded { streamed: true }) => Some(prepared),
+                    Ok(_) | Err(_) => {
+                        // Removing an uncommitted layer dir is disk work.
+                        let busy = busy.clone();
+                        let discard = tokio::task::spawn_blocking(move || drop((prepared, busy)));
+                        discard
+                            .await
+                            .map_err(|e| RegistryError::Task(e.to_string()))?;
+                        fetched?;
+                        None
+                    }
+                };
                 progress.report(PullProgress::Downloaded(digest.clone()));
+                let stats = client.stats.clone();
                 tokio::task::spawn_blocking(move || -> Result<()> {
+                    let _busy = busy;
                     progress.report(PullProgress::Extracting(digest.clone()));
-                    for (chain, diff_id) in uses {
+                    let from_blob = match streamed {
+                        // The blob's digest has matched: the layer may become visible.
+                        Some(prepared) => {
+                            if let Some(layer) = prepared? {
+                                layer.commit()?;
+                                TransferStats::bump(&stats.streamed_unpacks, 1);
+                            }
+                            &uses[1..]
+                        }
+                        None => &uses[..],
+                    };
+                    for (chain, diff_id) in from_blob {
+                        // unpack_layer buffers the file itself.
                         let blob = content.open_blob(&digest)?;
-                        layers.unpack(&chain, &diff_id, std::io::BufReader::new(blob))?;
+                        if layers.unpack(chain, diff_id, blob)? {
+                            TransferStats::bump(&stats.blob_unpacks, 1);
+                        }
                     }
                     progress.report(PullProgress::LayerDone(digest));
                     Ok(())
@@ -1352,6 +1468,8 @@ impl Puller {
                 }
             }
         }
+        drop(busy);
+        let _ = all_done.recv().await;
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

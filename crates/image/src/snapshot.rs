@@ -165,34 +165,39 @@ impl LayerStore {
     /// Unpacks `blob` as layer `chain`, checking its DiffID. Returns false, reading
     /// nothing, if the layer is already there: each ChainID is unpacked once.
     pub fn unpack<R: io::Read>(&self, chain: &Digest, diff_id: &Digest, blob: R) -> Result<bool> {
-        if self.contains(chain) {
-            return Ok(false);
+        match self.prepare(chain, diff_id, blob)? {
+            Some(prepared) => prepared.commit(),
+            None => Ok(false),
         }
-        let tmp = self.layers.join(format!(".tmp-{}", random_id(16)));
-        let diff = tmp.join("diff");
-        fs::create_dir_all(&diff).map_err(io_err("create", &diff))?;
-        let result = self.unpack_into(chain, diff_id, blob, &tmp);
-        if result.is_err() {
-            if let Err(e) = fs::remove_dir_all(&tmp) {
-                tracing::warn!(path = %tmp.display(), error = %e, "removing a failed unpack");
-            }
-        }
-        result
     }
 
-    fn unpack_into<R: io::Read>(
+    /// The first half of [`LayerStore::unpack`]: unpacks `blob` into a hidden temp dir
+    /// and checks its DiffID, but leaves the layer invisible until
+    /// [`PreparedLayer::commit`]. A pull unpacks while it downloads and commits only
+    /// once the blob's digest has matched; dropping the prepared layer removes it.
+    /// `None`, reading nothing, if the layer is already there.
+    pub fn prepare<R: io::Read>(
         &self,
         chain: &Digest,
         diff_id: &Digest,
         blob: R,
-        tmp: &Path,
-    ) -> Result<bool> {
-        let actual = layer_unpack::unpack_layer(blob, &tmp.join("diff")).map_err(|source| {
-            SnapshotError::Unpack {
+    ) -> Result<Option<PreparedLayer>> {
+        if self.contains(chain) {
+            return Ok(None);
+        }
+        let tmp = self.layers.join(format!(".tmp-{}", random_id(16)));
+        let diff = tmp.join("diff");
+        fs::create_dir_all(&diff).map_err(io_err("create", &diff))?;
+        let prepared = PreparedLayer {
+            store: self.clone(),
+            chain: chain.clone(),
+            tmp: Some(tmp),
+        };
+        let actual =
+            layer_unpack::unpack_layer(blob, &diff).map_err(|source| SnapshotError::Unpack {
                 chain: chain.clone(),
                 source,
-            }
-        })?;
+            })?;
         if &actual != diff_id {
             return Err(SnapshotError::DiffIdMismatch {
                 chain: chain.clone(),
@@ -200,6 +205,10 @@ impl LayerStore {
                 actual,
             });
         }
+        Ok(Some(prepared))
+    }
+
+    fn commit_prepared(&self, chain: &Digest, tmp: &Path) -> Result<bool> {
         let short = random_id(SHORT_ID_LEN);
         let link_file = tmp.join("link");
         fs::write(&link_file, &short).map_err(io_err("write", &link_file))?;
@@ -213,7 +222,6 @@ impl LayerStore {
             Err(e) if dest.is_dir() => {
                 tracing::debug!(chain = %chain, error = %e, "layer appeared while unpacking");
                 let _ = fs::remove_file(&link);
-                fs::remove_dir_all(tmp).map_err(io_err("remove", tmp))?;
                 return Ok(false);
             }
             Err(e) => {
@@ -259,6 +267,40 @@ impl LayerStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("remove", &dir)(e)),
+        }
+    }
+}
+
+/// A layer unpacked and DiffID-checked in a hidden temp dir, not yet visible by its
+/// ChainID. Dropped without [`PreparedLayer::commit`], it is removed.
+#[derive(Debug)]
+pub struct PreparedLayer {
+    store: LayerStore,
+    chain: Digest,
+    tmp: Option<PathBuf>,
+}
+
+impl PreparedLayer {
+    /// Renames the layer into place (false: another unpacker of the same ChainID was
+    /// first, and this copy is dropped).
+    pub fn commit(mut self) -> Result<bool> {
+        let Some(tmp) = self.tmp.clone() else {
+            return Ok(false);
+        };
+        let result = self.store.commit_prepared(&self.chain, &tmp);
+        if matches!(result, Ok(true)) {
+            self.tmp = None;
+        }
+        result
+    }
+}
+
+impl Drop for PreparedLayer {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            if let Err(e) = fs::remove_dir_all(&tmp) {
+                tracing::warn!(path = %tmp.display(), error = %e, "removing an uncommitted layer");
+            }
         }
     }
 }

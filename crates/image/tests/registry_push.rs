@@ -8,11 +8,9 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use berth_image::content_store::ContentStore;
 use berth_image::digest::Digest;
@@ -21,69 +19,8 @@ use berth_image::push::{PushConfig, Pusher};
 use berth_image::registry::{Image, RegistryClient, RegistryConfig};
 use berth_image::Reference;
 
-struct Registry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("config.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("storage").display()
-            ),
-        )
-        .unwrap();
-        let log = fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry: run scripts/install-deps.sh");
-        let registry = Registry { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The access-log lines (`"METHOD /v2/... HTTP/1.1" status`).
-    fn requests(&self) -> Vec<String> {
-        fs::read_to_string(self.dir.path().join("registry.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("\"GET /v2/") || l.contains(" /v2/"))
-            .filter(|l| l.contains("HTTP/1.1\""))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::Registry;
 
 fn skopeo(args: &[&str]) -> String {
     let out = Command::new("skopeo")
