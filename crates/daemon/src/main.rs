@@ -13,6 +13,7 @@ mod container_record;
 mod container_routes;
 mod container_spec;
 mod container_stats;
+mod copy_namespace;
 mod disk_usage;
 mod events;
 mod exec_manager;
