@@ -2,6 +2,7 @@
 
 mod api_server;
 mod archive_routes;
+mod attach_input;
 mod clock;
 mod config;
 mod container_fs;

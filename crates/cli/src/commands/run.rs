@@ -221,6 +221,7 @@ fn attach_start_wait(client: &Client, id: &str, s: &Session, start: bool) -> Res
         &PumpOptions {
             tty: s.tty,
             stdin: s.stdin,
+            detach_keys: berth_api::detach_keys::DEFAULT.to_vec(),
         },
     );
     drop(raw);
