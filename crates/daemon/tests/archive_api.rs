@@ -714,7 +714,8 @@ fn docker_cp_reaches_binds_and_volumes() {
     ok(&engine, &["volume", "create", "cpvol"]);
     ok(&engine, &["volume", "create", "cpro"]);
     let bind_arg = format!("{}:/bind", bind.display());
-    let ro_arg = format!("{}:/robind:ro", ro_bind.display());
+    // `,z` (an SELinux relabel request) is accepted and shown, as Docker's.
+    let ro_arg = format!("{}:/robind:ro,z", ro_bind.display());
     ok(
         &engine,
         &[
@@ -758,6 +759,16 @@ fn docker_cp_reaches_binds_and_volumes() {
         .trim(),
     );
     let up = upper(&engine, "cpv");
+    let modes = ok(
+        &engine,
+        &[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Destination}}={{.Mode}},{{.RW}} {{end}}",
+            "cpv",
+        ],
+    );
+    assert!(modes.contains("/robind=ro,z,false"), "{modes}");
 
     for phase in ["running", "stopped"] {
         // Out of the bind and the volume: what the host and the volume hold.

@@ -337,6 +337,14 @@ fn berth_start_ai_attaches_again() {
         .trim(),
         "running"
     );
+    // A terminal session needs a terminal: docker's error, and the container stays as it is.
+    let o = berth(&engine, &["start", "-ai", "bt1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the input device is not a TTY"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     ok(&engine, &["rm", "-f", "bt1"]);
 
     let piped = |args: &[&str], input: &[u8]| {

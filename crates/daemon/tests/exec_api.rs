@@ -414,6 +414,11 @@ fn the_daemon_detaches_api_clients() {
     );
     s.write_all(b"echo raw-$((6+6))\n").expect("type");
     read_until(&mut s, "raw-12");
+    // `/exec/{id}/resize` sets the exec's terminal size.
+    let r = engine.request("POST", &format!("/v1.44/exec/{id}/resize?h=33&w=101"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.write_all(b"stty size\n").expect("type");
+    read_until(&mut s, "33 101");
     // A lone ctrl-p is the shell's; ctrl-p ctrl-q is not.
     s.write_all(b"\x10\x10\x11").expect("detach");
     read_to_end(&mut s);
@@ -447,6 +452,29 @@ fn the_daemon_detaches_api_clients() {
         .text();
     assert!(events.contains("\"exec_detach\""), "{events}");
     assert!(events.contains("\"Action\":\"detach\""), "{events}");
+    // The same through `docker events --since --until --filter`.
+    let o = engine.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &now.to_string(),
+        "--filter",
+        "event=detach",
+        "--filter",
+        "event=exec_detach",
+        "--filter",
+        "container=raw",
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "container exec_detach\ncontainer detach\n",
+        "{}",
+        err(&o)
+    );
 
     // The main shell still takes input: it was never sent EOF.
     let mut s = upgraded(
@@ -467,4 +495,39 @@ fn the_daemon_detaches_api_clients() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(v["State"]["ExitCode"], 4, "{v}");
+}
+
+/// `exec --privileged` gets every capability; a plain exec the container's set.
+#[test]
+fn exec_privileged_gets_all_capabilities() {
+    let engine = Engine::start();
+    run_sleeper(&engine, "priv");
+    let caps = |cli: Cli, extra: &[&str]| {
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["priv", "grep", "CapEff", "/proc/self/status"]);
+        let line = exec_ok(&engine, cli, &args, None);
+        let hex = line
+            .split_whitespace()
+            .nth(1)
+            .expect("CapEff value")
+            .to_owned();
+        u64::from_str_radix(&hex, 16).expect("hex")
+    };
+    // Every capability there is to have: the host's bounding set (a host may lack some).
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .expect("CapBnd");
+    let all = u64::from_str_radix(bnd.trim(), 16).expect("hex");
+    for cli in [Cli::Docker, Cli::Berth] {
+        let plain = caps(cli, &[]);
+        assert_ne!(plain, all, "{cli:?}: a plain exec has every capability");
+        assert_eq!(
+            plain & (1 << 21),
+            0,
+            "{cli:?}: CAP_SYS_ADMIN without --privileged"
+        );
+        assert_eq!(caps(cli, &["--privileged"]), all, "{cli:?}");
+    }
 }
