@@ -439,3 +439,56 @@ fn detach_keys_leave_processes_running() {
     assert_eq!(last.wait_exit(), Some(9), "{}", last.screen());
     assert_eq!(status_of(&engine, "det"), "exited 9");
 }
+
+/// A `logs --follow` body read after the container is gone still has its output: docker-py's
+/// `containers.run(remove=True)` asks for the logs, waits, removes, and only then reads.
+#[test]
+fn followed_logs_outlive_the_container() {
+    use std::io::{Read, Write};
+    let engine = Engine::start();
+    let id = ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 1; echo late line",
+        ],
+    )
+    .trim()
+    .to_owned();
+    let mut s = std::os::unix::net::UnixStream::connect(&engine.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /v1.44/containers/{id}/logs?follow=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: berth\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("head"), 1);
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Straight after the exit, as docker-py does: inside the follower's poll interval.
+    let waited = engine.request("POST", &format!("/v1.44/containers/{id}/wait"), None);
+    assert_eq!(waited.json()["StatusCode"], 0, "{}", waited.text());
+    let removed = engine.request("DELETE", &format!("/v1.44/containers/{id}"), None);
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).expect("body");
+    assert!(
+        String::from_utf8_lossy(&body).contains("late line"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
