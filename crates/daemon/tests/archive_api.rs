@@ -881,3 +881,36 @@ fn docker_cp_reaches_binds_and_volumes() {
         "{mounts:?}"
     );
 }
+
+/// `docker cp -a` into a container with a numeric `--user` gives the new files that owner
+/// (dockerd's `copyUIDGID`); without `-a` the archive's owners stay.
+#[test]
+fn docker_cp_archive_mode_chowns_to_the_user() {
+    use std::os::unix::fs::MetadataExt;
+    let engine = Engine::start();
+    let file = engine.dir.path().join("owned.txt");
+    std::fs::write(&file, "mine\n").expect("write");
+    std::os::unix::fs::chown(&file, Some(4321), Some(4322)).expect("chown");
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "who",
+            "--user",
+            "1234:5678",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let src = file.display().to_string();
+    ok(&engine, &["cp", "-a", &src, "who:/tmp/archived.txt"]);
+    ok(&engine, &["cp", &src, "who:/tmp/plain.txt"]);
+    let up = upper(&engine, "who");
+    let archived = std::fs::metadata(up.join("tmp/archived.txt")).expect("archived");
+    assert_eq!((archived.uid(), archived.gid()), (1234, 5678));
+    let plain = std::fs::metadata(up.join("tmp/plain.txt")).expect("plain");
+    assert_eq!((plain.uid(), plain.gid()), (4321, 4322));
+}
