@@ -8,6 +8,7 @@
 #[cfg(feature = "client")]
 pub mod client;
 pub mod container;
+pub mod detach_keys;
 pub mod error;
 pub mod exec;
 pub mod image;

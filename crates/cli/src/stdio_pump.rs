@@ -7,43 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use berth_api::client::{demux, Upgraded, UpgradedWriter};
-
-/// Docker's default detach sequence, ctrl-p ctrl-q.
-const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
-
-/// Finds the detach sequence in stdin, across reads (docker's `term.EscapeProxy`): a ctrl-p
-/// is held back until the next byte shows whether it starts the sequence.
-#[derive(Debug, Default)]
-pub struct DetachScanner {
-    /// How many bytes of the sequence have been seen (and held back).
-    matched: usize,
-}
-
-impl DetachScanner {
-    /// Appends what should be forwarded to `out`; true when the sequence was completed (the
-    /// bytes after it are dropped, as the container is left behind).
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool {
-        for &b in input {
-            if b == DETACH_KEYS[self.matched] {
-                self.matched += 1;
-                if self.matched == DETACH_KEYS.len() {
-                    self.matched = 0;
-                    return true;
-                }
-                continue;
-            }
-            // Not the sequence after all: release what was held, then look at `b` afresh.
-            out.extend_from_slice(&DETACH_KEYS[..self.matched]);
-            self.matched = 0;
-            if b == DETACH_KEYS[0] {
-                self.matched = 1;
-            } else {
-                out.push(b);
-            }
-        }
-        false
-    }
-}
+use berth_api::detach_keys::DetachScanner;
 
 /// How a pump ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +23,8 @@ pub struct PumpOptions {
     pub tty: bool,
     /// Forward our stdin to the container.
     pub stdin: bool,
+    /// The detach sequence (`--detach-keys`), watched for with a TTY.
+    pub detach_keys: Vec<u8>,
 }
 
 /// Runs the pump until the output ends or the user detaches.
@@ -69,7 +35,8 @@ pub fn pump(stream: Upgraded, opts: &PumpOptions) -> io::Result<PumpEnd> {
         let writer = writer.try_clone()?;
         let detached = Arc::clone(&detached);
         let tty = opts.tty;
-        std::thread::spawn(move || forward_stdin(writer, tty, &detached));
+        let scanner = DetachScanner::new(opts.detach_keys.clone());
+        std::thread::spawn(move || forward_stdin(writer, tty, scanner, &detached));
     } else {
         // Nothing to send: say so at once, as the docker CLI does (`CloseWrite` with a nil
         // input stream).
@@ -95,10 +62,14 @@ pub fn pump(stream: Upgraded, opts: &PumpOptions) -> io::Result<PumpEnd> {
 
 /// stdin -> stream. At EOF, half-close so the container sees its stdin end while its output
 /// keeps coming (`echo foo | berth run -i img cat`).
-fn forward_stdin(mut writer: UpgradedWriter, tty: bool, detached: &AtomicBool) {
+fn forward_stdin(
+    mut writer: UpgradedWriter,
+    tty: bool,
+    mut scanner: DetachScanner,
+    detached: &AtomicBool,
+) {
     let mut stdin = io::stdin().lock();
     let mut buf = vec![0u8; 32 * 1024];
-    let mut scanner = DetachScanner::default();
     let mut forward = Vec::new();
     loop {
         let n = match stdin.read(&mut buf) {
@@ -154,6 +125,7 @@ pub fn copy_output(body: &mut dyn Read, tty: bool) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_api::detach_keys::DEFAULT;
 
     fn feed(s: &mut DetachScanner, input: &[u8]) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
@@ -163,20 +135,20 @@ mod tests {
 
     #[test]
     fn plain_bytes_pass() {
-        let mut s = DetachScanner::default();
+        let mut s = DetachScanner::new(DEFAULT.to_vec());
         assert_eq!(feed(&mut s, b"ls\r"), (b"ls\r".to_vec(), false));
     }
 
     #[test]
     fn sequence_detaches_even_split_across_reads() {
-        let mut s = DetachScanner::default();
+        let mut s = DetachScanner::new(DEFAULT.to_vec());
         assert_eq!(feed(&mut s, b"a\x10"), (b"a".to_vec(), false));
         assert_eq!(feed(&mut s, b"\x11rest"), (Vec::new(), true));
     }
 
     #[test]
     fn lone_ctrl_p_is_released() {
-        let mut s = DetachScanner::default();
+        let mut s = DetachScanner::new(DEFAULT.to_vec());
         assert_eq!(feed(&mut s, b"\x10x"), (b"\x10x".to_vec(), false));
         assert_eq!(feed(&mut s, b"\x10\x10\x11"), (b"\x10".to_vec(), true));
     }

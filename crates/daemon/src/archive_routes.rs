@@ -3,12 +3,15 @@
 //! the containment that is the point of it, is in [`crate::container_fs`].
 //!
 //! The copy sees the container's overlay (its snapshot's `merged` dir), mounted for the
-//! copy when the container is not running. Bind mounts (`-v`) live in the container's
-//! own mount namespace and are not part of that view: a path under one reads and writes
-//! the container's rootfs underneath, where dockerd would use the mount's source.
+//! copy when the container is not running, with its bind mounts and volumes on top (in a
+//! private mount namespace, [`crate::copy_namespace`]): a path under `-v` reads and writes
+//! the host directory or the volume, as dockerd's. tmpfs mounts are not part of the view
+//! (dockerd's neither): a copy there reaches the rootfs underneath.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -24,7 +27,10 @@ use tokio::sync::{mpsc, OwnedMutexGuard};
 
 use crate::api_server::DaemonState;
 use crate::container_fs::{self, ContainerRoot, ExtractOptions, FsError, PathStat};
+use crate::container_mounts;
 use crate::container_record::ContainerRecord;
+use crate::container_spec::BindMount;
+use crate::copy_namespace;
 use crate::query::Query;
 use crate::response::{self, ApiError, Body};
 use crate::router::Routed;
@@ -63,6 +69,8 @@ struct MountedRoot {
     id: String,
     /// The container is not running and nothing had it mounted: we mounted it.
     unmount: bool,
+    /// The private namespace holding the binds and volumes, when the container has any.
+    namespace: Option<OwnedFd>,
     _ops: OwnedMutexGuard<()>,
 }
 
@@ -78,8 +86,10 @@ impl Drop for MountedRoot {
     /// Runs on a blocking thread (the value lives in `spawn_blocking` closures): unmount
     /// waits on the kernel.
     fn drop(&mut self) {
-        // Close our fd on the mount first, or the unmount finds it busy.
+        // Close our fd on the mount first, or the unmount finds it busy; then the
+        // namespace, which unmounts the binds with it.
         self.root = None;
+        self.namespace = None;
         if self.unmount {
             if let Err(e) = self.snapshotter.unmount(&self.id) {
                 tracing::warn!(id = %self.id, %e, "cannot unmount the rootfs after a copy");
@@ -105,6 +115,7 @@ async fn open_root(
     let snapshotter = state.images.snapshotter.clone();
     let id = record.id.clone();
     let running = record.state.status.is_running();
+    let binds = container_mounts::binds(&container_mounts::of(&record));
     let mounted = blocking(move || {
         let snapshot = snapshotter.get(&id).map_err(|e| {
             ApiError::internal(format!("cannot find the container's filesystem: {e}"))
@@ -121,12 +132,19 @@ async fn open_root(
             snapshotter,
             id,
             unmount: !running && !was_mounted,
+            namespace: None,
             _ops: ops,
         };
-        mounted.root =
-            Some(ContainerRoot::open(&merged).map_err(|e| {
+        if binds.is_empty() {
+            mounted.root = Some(ContainerRoot::open(&merged).map_err(|e| {
                 ApiError::internal(format!("cannot open the container's rootfs: {e}"))
             })?);
+        } else {
+            let view = copy_namespace::open(&merged, &binds)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            mounted.namespace = Some(view.namespace);
+            mounted.root = Some(ContainerRoot::from_fd(view.root, &merged));
+        }
         Ok(mounted)
     })
     .await?;
@@ -230,13 +248,9 @@ async fn put(
     query: &Query,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    if state.containers.find(name)?.host_config.readonly_rootfs {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "container rootfs is marked read-only",
-        ));
-    }
     let (record, mounted) = open_root(state, name).await?;
+    let binds = container_mounts::binds(&container_mounts::of(&record));
+    let readonly_rootfs = record.host_config.readonly_rootfs;
     let opts = ExtractOptions {
         no_overwrite_dir_non_dir: query.bool("noOverwriteDirNonDir"),
         chown: if query.bool("copyUIDGID") {
@@ -248,6 +262,15 @@ async fn put(
     let (reader, pump) = ChannelReader::spawn(req.into_body());
     let name_owned = name.to_owned();
     let extracted = blocking(move || {
+        let root = mounted.root()?;
+        let result = root
+            .resolved_path(&path)
+            .map_err(|e| fs_error(e, &name_owned, &path))
+            .and_then(|at| writable(&at, &binds, readonly_rootfs));
+        if let Err(e) = result {
+            drop(mounted);
+            return Err(e);
+        }
         let result = mounted.root()?.extract(&path, reader, &opts);
         drop(mounted);
         result.map_err(|e| fs_error(e, &name_owned, &path))
@@ -258,6 +281,25 @@ async fn put(
     extracted?;
     publish(state, &record, "extract-to-dir");
     Ok(response::empty(StatusCode::OK))
+}
+
+/// dockerd's `checkIfPathIsInAVolume`: a copy into a read-only bind or volume, or outside
+/// any mount of a container with a read-only rootfs, is refused with its wording. The
+/// innermost mount holding `path` decides (dockerd takes whichever it meets first).
+fn writable(path: &str, binds: &[BindMount], readonly_rootfs: bool) -> Result<(), ApiError> {
+    let holder = binds
+        .iter()
+        .filter(|m| Path::new(path).starts_with(Path::new(&m.destination)))
+        .max_by_key(|m| Path::new(&m.destination).components().count());
+    match holder {
+        Some(m) if m.read_only => Err(ApiError::bad_request("mounted volume is marked read-only")),
+        Some(_) => Ok(()),
+        None if readonly_rootfs => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "container rootfs is marked read-only",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `copyUIDGID` (`docker cp -a`): dockerd chowns to the container's `User`. Only a
@@ -398,6 +440,32 @@ impl Read for ChannelReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_only_mounts_and_rootfs() {
+        let bind = |d: &str, ro: bool| BindMount {
+            source: "/src".into(),
+            destination: d.into(),
+            read_only: ro,
+        };
+        let binds = [
+            bind("/data", true),
+            bind("/data/rw", false),
+            bind("/out", false),
+        ];
+        let status = |p: &str, ro_root: bool| match writable(p, &binds, ro_root) {
+            Ok(()) => 0,
+            Err(e) => e.status.as_u16(),
+        };
+        assert_eq!(status("/data", false), 400);
+        assert_eq!(status("/data/sub", false), 400);
+        assert_eq!(status("/data/rw/x", false), 0);
+        // A prefix of the name is not the mount.
+        assert_eq!(status("/database", false), 0);
+        assert_eq!(status("/out", true), 0);
+        assert_eq!(status("/tmp", true), 403);
+        assert_eq!(status("/tmp", false), 0);
+    }
 
     #[test]
     fn numeric_users_only() {

@@ -221,6 +221,33 @@ impl ContainerRoot {
         Ok(ContainerRoot { fd, host })
     }
 
+    /// A root opened elsewhere (in a copy's own mount namespace, with the container's
+    /// binds and volumes on it).
+    pub fn from_fd(fd: OwnedFd, path: &Path) -> ContainerRoot {
+        let host = fd_host_path(fd.as_fd()).unwrap_or_else(|| path.to_owned());
+        ContainerRoot { fd, host }
+    }
+
+    /// Where `dest` leads in the container, symlinks followed inside it: the absolute
+    /// container path that dockerd checks against the container's mounts before a copy in.
+    pub fn resolved_path(&self, dest: &str) -> Result<String> {
+        let request = RequestPath::parse(dest);
+        let shown = request.display();
+        let fd = self
+            .open_in_root(&request.components, OFlags::PATH)
+            .map_err(|e| match e {
+                Errno::NOENT | Errno::NOTDIR | Errno::LOOP => FsError::NotFound(shown.clone()),
+                e => io_err("resolve", &shown)(e),
+            })?;
+        Ok(fd_host_path(fd.as_fd())
+            .and_then(|host| {
+                host.strip_prefix(&self.host)
+                    .ok()
+                    .map(|rel| format!("/{}", rel.display()))
+            })
+            .unwrap_or(shown))
+    }
+
     /// openat2 below the root with the root as `/`: `..` and absolute symlinks stay in.
     fn open_in_root(&self, components: &[OsString], flags: OFlags) -> rustix::io::Result<OwnedFd> {
         let path = join_components(components);

@@ -70,13 +70,22 @@ pub fn serve(
     };
     let follow = query.bool("follow");
     let path = state.containers.paths().log(&record.id);
+    // Opened before the answer and read through this handle: a client may remove the
+    // container before it reads the body (docker-py's `containers.run(remove=True)` does),
+    // and removal deletes the file, not what an open handle reads (dockerd's follower
+    // holds its file open too).
+    let file = std::fs::File::open(&path).ok().map(Arc::new);
     let manager = state.containers.clone();
     let id = record.id.clone();
     let (tx, body) = response::channel();
     tokio::spawn(async move {
         let opts2 = opts.clone();
         let path2 = path.clone();
-        let first = tokio::task::spawn_blocking(move || read_from(&path2, 0, &opts2, true)).await;
+        let file2 = file.clone();
+        let first = tokio::task::spawn_blocking(move || {
+            read_from(&path2, file2.as_deref(), 0, &opts2, true)
+        })
+        .await;
         let Ok(Ok((chunks, mut offset))) = first else {
             return;
         };
@@ -95,8 +104,11 @@ pub fn serve(
                 .unwrap_or(false);
             let opts2 = opts.clone();
             let path2 = path.clone();
-            let next =
-                tokio::task::spawn_blocking(move || read_from(&path2, offset, &opts2, false)).await;
+            let file2 = file.clone();
+            let next = tokio::task::spawn_blocking(move || {
+                read_from(&path2, file2.as_deref(), offset, &opts2, false)
+            })
+            .await;
             let Ok(Ok((chunks, new_offset))) = next else {
                 return;
             };
@@ -162,17 +174,26 @@ fn unix_nanos(v: Option<&str>) -> Result<Option<i64>, ApiError> {
 
 /// Reads complete lines from `offset`; returns the encoded chunks and the offset after
 /// the last complete line (a line being written stays for the next read). `tail` applies
-/// only to the first read.
+/// only to the first read. Through `open` when the log was there at the request, else by
+/// `path` (a container that has not written one yet).
 fn read_from(
     path: &PathBuf,
+    open: Option<&std::fs::File>,
     offset: u64,
     opts: &Options,
     first: bool,
 ) -> std::io::Result<(Vec<Bytes>, u64)> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
-        Err(e) => return Err(e),
+    let owned;
+    let file = match open {
+        Some(f) => f,
+        None => match std::fs::File::open(path) {
+            Ok(f) => {
+                owned = f;
+                &owned
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
+            Err(e) => return Err(e),
+        },
     };
     let mut reader = BufReader::new(file);
     reader.seek(SeekFrom::Start(offset))?;
@@ -257,7 +278,7 @@ mod tests {
             r#"{"log":"three\n","stream":"stdout","time":"2026-11-25T10:00:02Z"}"#,
         ];
         std::fs::write(&path, format!("{}\n{{\"log\":\"par", lines.join("\n"))).expect("write");
-        let (chunks, off) = read_from(&path, 0, &opts(), true).expect("read");
+        let (chunks, off) = read_from(&path, None, 0, &opts(), true).expect("read");
         assert_eq!(chunks.len(), 3);
         assert_eq!(&chunks[1][..], b"\x02\x00\x00\x00\x00\x00\x00\x04two\n");
         assert!(
@@ -267,13 +288,13 @@ mod tests {
         let mut o = opts();
         o.tail = Some(1);
         o.stderr = false;
-        let (chunks, _) = read_from(&path, 0, &o, true).expect("read");
+        let (chunks, _) = read_from(&path, None, 0, &o, true).expect("read");
         assert_eq!(&chunks[0][8..], b"three\n");
         let mut o = opts();
         o.tty = true;
         o.timestamps = true;
         o.since_nanos = unix_nanos(Some("1795600801")).expect("since");
-        let (chunks, _) = read_from(&path, 0, &o, true).expect("read");
+        let (chunks, _) = read_from(&path, None, 0, &o, true).expect("read");
         assert_eq!(chunks.len(), 2, "{chunks:?}");
         assert_eq!(&chunks[1][..], b"2026-11-25T10:00:02Z three\n");
     }

@@ -9,6 +9,7 @@ use berth_api::container::{
     ContainerSummary, EndpointSettings, GraphDriver, NetworkSettings, Port, PortBinding,
     SummaryHostConfig, SummaryNetworkSettings, WaitError, WaitResponse,
 };
+use berth_api::detach_keys::DetachScanner;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
@@ -17,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
 use crate::api_server::DaemonState;
+use crate::attach_input::{self, InputEnd};
 use crate::clock;
 use crate::container_logs;
 use crate::container_manager::{AttachTarget, WaitCondition};
@@ -164,6 +166,7 @@ fn attach(
     query: &Query,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let keys = attach_input::keys(query.get("detachKeys").unwrap_or_default(), "detach")?;
     let wants_upgrade = req
         .headers()
         .get(UPGRADE)
@@ -182,9 +185,17 @@ fn attach(
     let stream = query.bool("stream");
     let (record, target) = state.containers.attach_target(name)?;
     let tty = record.config.tty;
-    let stdin = stdin && record.config.open_stdin;
+    let input = SessionInput {
+        stdin: stdin && record.config.open_stdin,
+        tty,
+        // dockerd's `CloseStdin`: only a StdinOnce container's stdin ends with the client's.
+        close_stdin: record.config.stdin_once && !tty,
+        keys,
+    };
+    let stdin = input.stdin;
     let log_path = state.containers.paths().log(&record.id);
     let upgrade = hyper::upgrade::on(&mut req);
+    let state = state.clone();
     tokio::spawn(async move {
         let upgraded = match upgrade.await {
             Ok(u) => u,
@@ -217,12 +228,22 @@ fn attach(
                 Err(_) => return,
             },
         };
-        let stream = shim.attach(stdin, stdout, stderr).await;
+        let stream = shim.attach(stdin, stdout, stderr, input.close_stdin).await;
         if let Some(ack) = ack {
             let _ = ack.send(());
         }
         match stream {
-            Ok(stream) => pump(client, stream).await,
+            Ok(stream) => {
+                let detached = move || {
+                    let mut attrs = record.config.labels.clone();
+                    attrs.insert("name".into(), record.name.clone());
+                    attrs.insert("image".into(), record.image_name.clone());
+                    state
+                        .events
+                        .publish("container", "detach", &record.id, attrs);
+                };
+                pump(client, stream, input, detached).await;
+            }
             Err(e) => {
                 tracing::debug!(%e, "attach to the shim failed");
                 let mut client = client;
@@ -245,21 +266,63 @@ fn attach(
     Ok(resp)
 }
 
-/// Copies both ways. The client's half-close becomes the shim's (the container's stdin
-/// closes); the shim closing its side (the container exited) ends the session.
-async fn pump<C>(client: C, shim: tokio::net::UnixStream)
-where
+/// What the client's input does to an attach session.
+struct SessionInput {
+    /// The client's bytes go to the container's stdin.
+    stdin: bool,
+    /// A terminal session: the detach keys are watched for, and the end of the client's
+    /// input ends the session (dockerd closes the output when a TTY's input ends).
+    tty: bool,
+    /// Without a terminal, the end of the client's input is the container's EOF; else it
+    /// ends the session and the container's stdin stays open for the next attach.
+    close_stdin: bool,
+    keys: Vec<u8>,
+}
+
+/// Copies both ways until the container's output ends, or the client's input ends a
+/// session that its input owns (see [`SessionInput`]). `detached` runs when the client
+/// typed the detach keys, before its stream ends.
+async fn pump<C>(
+    client: C,
+    shim: tokio::net::UnixStream,
+    input: SessionInput,
+    detached: impl FnOnce(),
+) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let (mut shim_r, mut shim_w) = shim.into_split();
-    let input = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_r, &mut shim_w).await;
-        let _ = shim_w.shutdown().await;
+    let (end_tx, end_rx) = tokio::sync::oneshot::channel();
+    let relay = tokio::spawn(async move {
+        if !input.stdin {
+            let _ = tokio::io::copy(&mut client_r, &mut tokio::io::sink()).await;
+            let _ = shim_w.shutdown().await;
+            return;
+        }
+        let scanner = input.tty.then(|| DetachScanner::new(input.keys));
+        let end = attach_input::relay(&mut client_r, &mut shim_w, scanner).await;
+        if input.close_stdin && end == InputEnd::Closed {
+            // The container reads its EOF; its output goes on to the client.
+            let _ = shim_w.shutdown().await;
+            return;
+        }
+        let _ = end_tx.send(end);
     });
-    let _ = tokio::io::copy(&mut shim_r, &mut client_w).await;
+    let ended_by_input = async {
+        match end_rx.await {
+            Ok(end) => end,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let end = tokio::select! {
+        _ = tokio::io::copy(&mut shim_r, &mut client_w) => InputEnd::Closed,
+        end = ended_by_input => end,
+    };
+    if end == InputEnd::Detached {
+        detached();
+    }
     let _ = client_w.shutdown().await;
-    input.abort();
+    relay.abort();
 }
 
 fn list(state: &Arc<DaemonState>, query: &Query) -> Result<Response<Body>, ApiError> {

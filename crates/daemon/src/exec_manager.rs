@@ -188,6 +188,11 @@ impl ExecManager {
     }
 }
 
+/// dockerd's `exec_detach`: a client left the exec's terminal with the detach keys.
+pub fn publish_detach(exec_id: &str, container: &ContainerRecord, events: &EventBus) {
+    publish(events, "exec_detach", container, exec_id, None);
+}
+
 fn publish(
     events: &EventBus,
     action: &str,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use berth_api::detach_keys::DetachScanner;
 use berth_api::exec::{ExecConfig, ExecStartConfig, IdResponse};
 use berth_image::runtime_spec;
 use http_body_util::BodyExt;
@@ -14,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::api_server::DaemonState;
+use crate::attach_input::{self, InputEnd};
 use crate::container_record::ContainerRecord;
 use crate::exec_manager::{self, ExecError, ExecRecord};
 use crate::query::Query;
@@ -68,6 +70,7 @@ async fn create(
     let body = read_body(req).await?;
     let config: ExecConfig = crate::request_body::decode_object(&body)?;
     let container = state.containers.find(name)?;
+    attach_input::keys(&config.detach_keys, "escape")?;
     let id = state.execs.create(&container, config, &state.events)?;
     Ok(response::json(StatusCode::CREATED, &IdResponse { id }))
 }
@@ -258,8 +261,25 @@ where
         }
     };
     state.execs.running(&id, pid, &p.container, &state.events);
+    let input = ExecInput {
+        stdin: config.attach_stdin,
+        tty: config.tty,
+        keys: attach_input::keys(&config.detach_keys, "escape")
+            .unwrap_or_else(|_| berth_api::detach_keys::DEFAULT.to_vec()),
+    };
     let client = match client {
-        Some(c) => Some(pump(c, stream, config.attach_stdin).await),
+        Some(c) => match pump(c, stream, input).await {
+            Pumped::Done(client_w, input) => Some((client_w, input)),
+            Pumped::Left(end, client_w, input) => {
+                // The client left a terminal session: it gets no exit code, and the
+                // process runs on; its exit is recorded when it comes.
+                if end == InputEnd::Detached {
+                    exec_manager::publish_detach(&id, &p.container, &state.events);
+                }
+                close(client_w, input).await;
+                None
+            }
+        },
         None => {
             drain(stream).await;
             None
@@ -302,30 +322,61 @@ fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Copies both ways until the shim ends the exec's stream; returns the client's write
-/// half, still open, so the exit code is recorded before the client sees the end, and the
-/// task still reading the client's input. The client's half-close becomes the shim's (the
-/// exec's stdin closes).
-async fn pump<C>(
-    client: C,
-    shim: tokio::net::UnixStream,
+/// What the client's input does to an exec session.
+struct ExecInput {
     stdin: bool,
-) -> (tokio::io::WriteHalf<C>, tokio::task::JoinHandle<()>)
+    /// A terminal session: the detach keys are watched for, and the end of the client's
+    /// input ends the session (dockerd's `CloseStdin` only closes a pipe).
+    tty: bool,
+    keys: Vec<u8>,
+}
+
+/// How a session's streams ended.
+enum Pumped<C> {
+    /// The shim ended the exec's stream: the client's write half, still open, so that the
+    /// exit code is recorded before the client sees the end, and the task still reading
+    /// the client's input.
+    Done(tokio::io::WriteHalf<C>, tokio::task::JoinHandle<()>),
+    /// The client's input ended a terminal session (closed, or the detach keys).
+    Left(
+        InputEnd,
+        tokio::io::WriteHalf<C>,
+        tokio::task::JoinHandle<()>,
+    ),
+}
+
+/// Copies both ways until the shim ends the exec's stream or the client leaves a terminal
+/// session. Without a terminal, the client's half-close becomes the shim's (the exec's
+/// stdin closes) and the output goes on.
+async fn pump<C>(client: C, shim: tokio::net::UnixStream, exec: ExecInput) -> Pumped<C>
 where
     C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let (mut shim_r, mut shim_w) = shim.into_split();
+    let (end_tx, end_rx) = tokio::sync::oneshot::channel();
     let input = tokio::spawn(async move {
-        if stdin {
-            let _ = tokio::io::copy(&mut client_r, &mut shim_w).await;
+        if exec.stdin {
+            let scanner = exec.tty.then(|| DetachScanner::new(exec.keys));
+            let end = attach_input::relay(&mut client_r, &mut shim_w, scanner).await;
+            if exec.tty {
+                let _ = end_tx.send(end);
+            }
         }
         let _ = shim_w.shutdown().await;
         // Keep reading (and dropping) so a client that goes on sending is not stalled.
         discard(client_r).await;
     });
-    let _ = tokio::io::copy(&mut shim_r, &mut client_w).await;
-    (client_w, input)
+    let left = async {
+        match end_rx.await {
+            Ok(end) => end,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy(&mut shim_r, &mut client_w) => Pumped::Done(client_w, input),
+        end = left => Pumped::Left(end, client_w, input),
+    }
 }
 
 /// A detached exec: nobody reads its output, so it is read and dropped.

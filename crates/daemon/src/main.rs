@@ -2,6 +2,7 @@
 
 mod api_server;
 mod archive_routes;
+mod attach_input;
 mod clock;
 mod config;
 mod container_fs;
@@ -13,6 +14,7 @@ mod container_record;
 mod container_routes;
 mod container_spec;
 mod container_stats;
+mod copy_namespace;
 mod disk_usage;
 mod events;
 mod exec_manager;

@@ -184,15 +184,18 @@ impl Shim {
         self.request(json!({"op": "delete"})).await.map(|_| ())
     }
 
-    /// An attach stream: raw with a terminal, Docker's frames without.
+    /// An attach stream: raw with a terminal, Docker's frames without. `close_stdin`: the
+    /// end of this stream's input is the container's EOF (Docker's `StdinOnce`).
     pub async fn attach(
         &self,
         stdin: bool,
         stdout: bool,
         stderr: bool,
+        close_stdin: bool,
     ) -> Result<UnixStream, ShimError> {
         let (stream, _) = self
-            .exchange(&json!({"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}))
+            .exchange(&json!({"op": "attach", "stdin": stdin, "stdout": stdout,
+                "stderr": stderr, "close_stdin": close_stdin}))
             .await?;
         Ok(stream)
     }

@@ -693,3 +693,224 @@ fn berth_cp_both_ways() {
     );
     assert_eq!(std::fs::read(&onto).expect("onto"), b"s\n");
 }
+
+/// `docker cp` sees `-v` binds and volumes as the container does (dockerd mounts them for
+/// the copy): in and out reach the host directory or the volume's data, not the rootfs
+/// underneath, on a running and on a stopped container. A read-only bind or volume refuses
+/// with Docker's error and nothing is written. Symlinks inside a volume (`-> /`,
+/// `-> ../..`) resolve inside the container, never on the host.
+#[test]
+fn docker_cp_reaches_binds_and_volumes() {
+    let engine = Engine::start();
+    let bind = engine.dir.path().join("bind");
+    let ro_bind = engine.dir.path().join("ro-bind");
+    let local = engine.dir.path().join("local");
+    for d in [&bind, &ro_bind, &local] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(bind.join("from-host.txt"), "host data\n").expect("write");
+    std::fs::write(local.join("payload.txt"), "payload\n").expect("write");
+    let payload = local.join("payload.txt").display().to_string();
+    ok(&engine, &["volume", "create", "cpvol"]);
+    ok(&engine, &["volume", "create", "cpro"]);
+    let bind_arg = format!("{}:/bind", bind.display());
+    // `,z` (an SELinux relabel request) is accepted and shown, as Docker's.
+    let ro_arg = format!("{}:/robind:ro,z", ro_bind.display());
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "cpv",
+            "-v",
+            &bind_arg,
+            "-v",
+            &ro_arg,
+            "-v",
+            "cpvol:/vol",
+            "--mount",
+            "type=volume,src=cpro,dst=/rovol,readonly",
+            "busybox",
+            "sh",
+            "-c",
+            "echo in-vol > /vol/inside.txt; ln -s / /vol/root; ln -s ../.. /vol/up; \
+             touch /ready; exec sleep 1000",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !engine
+        .docker(&["exec", "cpv", "test", "-e", "/ready"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "container not ready\n{}",
+            engine.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let volume_dir = PathBuf::from(
+        ok(
+            &engine,
+            &["volume", "inspect", "-f", "{{.Mountpoint}}", "cpvol"],
+        )
+        .trim(),
+    );
+    let up = upper(&engine, "cpv");
+    let modes = ok(
+        &engine,
+        &[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Destination}}={{.Mode}},{{.RW}} {{end}}",
+            "cpv",
+        ],
+    );
+    assert!(modes.contains("/robind=ro,z,false"), "{modes}");
+
+    for phase in ["running", "stopped"] {
+        // Out of the bind and the volume: what the host and the volume hold.
+        let got = local.join(format!("got-{phase}.txt"));
+        let _ = std::fs::remove_file(&got);
+        ok(
+            &engine,
+            &["cp", "cpv:/bind/from-host.txt", &got.display().to_string()],
+        );
+        assert_eq!(
+            std::fs::read_to_string(&got).expect("out of bind"),
+            "host data\n"
+        );
+        let _ = std::fs::remove_file(&got);
+        ok(
+            &engine,
+            &["cp", "cpv:/vol/inside.txt", &got.display().to_string()],
+        );
+        assert_eq!(
+            std::fs::read_to_string(&got).expect("out of volume"),
+            "in-vol\n"
+        );
+
+        // Into them: the host directory and the volume's data, not the writable layer.
+        let name = format!("to-{phase}.txt");
+        ok(&engine, &["cp", &payload, &format!("cpv:/bind/{name}")]);
+        ok(&engine, &["cp", &payload, &format!("cpv:/vol/{name}")]);
+        assert_eq!(
+            std::fs::read_to_string(bind.join(&name)).expect("in bind"),
+            "payload\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(volume_dir.join(&name)).expect("in volume"),
+            "payload\n"
+        );
+        assert!(
+            !up.join("bind").join(&name).exists(),
+            "written under the bind"
+        );
+        assert!(
+            !up.join("vol").join(&name).exists(),
+            "written under the volume"
+        );
+
+        // Read-only: Docker's error, nothing written anywhere.
+        for dest in ["cpv:/robind/x.txt", "cpv:/robind/", "cpv:/rovol/x.txt"] {
+            let o = engine.docker(&["cp", &payload, dest]);
+            assert!(!o.status.success(), "cp to {dest} ({phase}) succeeded");
+            assert!(
+                err(&o).contains("mounted volume is marked read-only"),
+                "{dest}: {}",
+                err(&o)
+            );
+        }
+        assert_eq!(std::fs::read_dir(&ro_bind).expect("ro bind").count(), 0);
+        assert!(!up.join("robind/x.txt").exists() && !up.join("rovol/x.txt").exists());
+
+        // Symlinks in the volume lead to the container's root, not the host's.
+        for via in ["root", "up"] {
+            let passwd = local.join(format!("passwd-{via}-{phase}"));
+            ok(
+                &engine,
+                &[
+                    "cp",
+                    &format!("cpv:/vol/{via}/etc/passwd"),
+                    &passwd.display().to_string(),
+                ],
+            );
+            let text = std::fs::read_to_string(&passwd).expect("passwd");
+            assert!(
+                text.starts_with("root:x:0:0:root:/root:/bin/sh\nnobody:")
+                    && text.lines().count() == 2,
+                "the host's /etc/passwd came out through /vol/{via}: {text}"
+            );
+        }
+        let escape = unique(phase);
+        ok(
+            &engine,
+            &["cp", &payload, &format!("cpv:/vol/up/tmp/{escape}")],
+        );
+        assert!(
+            !Path::new("/tmp").join(&escape).exists(),
+            "written to the host's /tmp"
+        );
+        assert!(
+            up.join("tmp").join(&escape).is_file(),
+            "not in the container's /tmp"
+        );
+
+        if phase == "running" {
+            ok(&engine, &["stop", "-t", "1", "cpv"]);
+        }
+    }
+    // What was copied in while it was stopped is there when it runs again.
+    ok(&engine, &["start", "cpv"]);
+    assert_eq!(
+        ok(&engine, &["exec", "cpv", "cat", "/vol/to-stopped.txt"]),
+        "payload\n"
+    );
+    assert_eq!(
+        ok(&engine, &["exec", "cpv", "cat", "/bind/to-stopped.txt"]),
+        "payload\n"
+    );
+    // No copy left a mount behind: only the running container's rootfs is mounted.
+    let mounts = support::engine::mounts_under(engine.dir.path());
+    assert!(
+        mounts
+            .iter()
+            .all(|m| !m.contains("/bind") && !m.contains("/volumes/")),
+        "{mounts:?}"
+    );
+}
+
+/// `docker cp -a` into a container with a numeric `--user` gives the new files that owner
+/// (dockerd's `copyUIDGID`); without `-a` the archive's owners stay.
+#[test]
+fn docker_cp_archive_mode_chowns_to_the_user() {
+    use std::os::unix::fs::MetadataExt;
+    let engine = Engine::start();
+    let file = engine.dir.path().join("owned.txt");
+    std::fs::write(&file, "mine\n").expect("write");
+    std::os::unix::fs::chown(&file, Some(4321), Some(4322)).expect("chown");
+    ok(
+        &engine,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "who",
+            "--user",
+            "1234:5678",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let src = file.display().to_string();
+    ok(&engine, &["cp", "-a", &src, "who:/tmp/archived.txt"]);
+    ok(&engine, &["cp", &src, "who:/tmp/plain.txt"]);
+    let up = upper(&engine, "who");
+    let archived = std::fs::metadata(up.join("tmp/archived.txt")).expect("archived");
+    assert_eq!((archived.uid(), archived.gid()), (1234, 5678));
+    let plain = std::fs::metadata(up.join("tmp/plain.txt")).expect("plain");
+    assert_eq!((plain.uid(), plain.gid()), (4321, 4322));
+}

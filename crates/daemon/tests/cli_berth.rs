@@ -285,3 +285,104 @@ fn berth_network_verbs() {
         .status
         .success());
 }
+
+/// `berth start -ai` is the same session loop as docker's: `run -it`, leave, Exited in
+/// `ps -a`, `start -ai` attaches again, typed input reaches the shell, and the exit code
+/// is the container's; with a terminal and with stdin piped.
+#[test]
+fn berth_start_ai_attaches_again() {
+    use support::terminal::TermSession;
+    let engine = Engine::start();
+    let berth_cmd = format!(
+        "{} -H unix://{}",
+        berth_bin().display(),
+        engine.sock.display()
+    );
+    let mut run = TermSession::start(&format!("{berth_cmd} run -it --name bt1 busybox sh"), &[]);
+    run.wait_for("# ");
+    run.type_bytes(b"echo first-$((20+1))\n");
+    run.wait_for("first-21");
+    run.type_bytes(b"exit 3\n");
+    assert_eq!(run.wait_exit(), Some(3), "{}", run.screen());
+    let ps = ok(
+        &engine,
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            "name=bt1",
+            "--format",
+            "{{.Status}}",
+        ],
+    );
+    assert!(ps.starts_with("Exited (3)"), "{ps}");
+
+    let mut again = TermSession::start(&format!("{berth_cmd} start -ai bt1"), &[]);
+    again.wait_for("# ");
+    again.type_bytes(b"echo again-$((40+2))\n");
+    again.wait_for("again-42");
+    again.type_bytes(b"exit 7\n");
+    assert_eq!(again.wait_exit(), Some(7), "{}", again.screen());
+
+    // Detach (ctrl-p ctrl-q) from `start -ai`: the shell runs on.
+    let mut third = TermSession::start(&format!("{berth_cmd} start -ai bt1"), &[]);
+    third.wait_for("# ");
+    third.type_bytes(b"\x10\x11");
+    assert_eq!(third.wait_exit(), Some(0), "{}", third.screen());
+    assert_eq!(
+        ok(
+            &engine,
+            &["inspect", "--format", "{{.State.Status}}", "bt1"]
+        )
+        .trim(),
+        "running"
+    );
+    // A terminal session needs a terminal: docker's error, and the container stays as it is.
+    let o = berth(&engine, &["start", "-ai", "bt1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the input device is not a TTY"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(&engine, &["rm", "-f", "bt1"]);
+
+    let piped = |args: &[&str], input: &[u8]| {
+        use std::io::Write;
+        let mut child = Command::new(berth_bin())
+            .arg("-H")
+            .arg(format!("unix://{}", engine.sock.display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("berth");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write");
+        child.wait_with_output().expect("berth")
+    };
+    let o = piped(
+        &["run", "-i", "--name", "bp1", "busybox", "sh"],
+        b"echo first-$((1+1))\nexit 5\n",
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "first-2\n");
+    let o = piped(&["start", "-ai", "bp1"], b"echo again-$((2+2))\nexit 7\n");
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "again-4\n");
+}

@@ -315,3 +315,219 @@ fn the_api_answers_like_dockerd() {
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("is not running"), "{}", r.text());
 }
+
+/// An upgraded stream to `path` (the 101 read off it), as an API client opens one.
+fn upgraded(engine: &Engine, path: &str, body: &str) -> std::os::unix::net::UnixStream {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&engine.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\n\
+         Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("read head"), 1, "closed: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+/// Reads until `text` has come (the stream's bytes so far returned), or panics at EOF.
+fn read_until(s: &mut std::os::unix::net::UnixStream, text: &str) -> String {
+    use std::io::Read;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(text) {
+        let n = s.read(&mut buf).expect("read");
+        assert!(
+            n > 0,
+            "stream ended before {text:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// The rest of the stream until the daemon closes it.
+fn read_to_end(s: &mut std::os::unix::net::UnixStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the daemon did not end the stream");
+    rest
+}
+
+/// dockerd watches for the detach keys itself (`copyEscapable`), for clients that do not:
+/// a raw API client typing them leaves the exec (or the container) running, the keys never
+/// reach the process, and the event says so. Bad keys are a 400 with Docker's wording.
+#[test]
+fn the_daemon_detaches_api_clients() {
+    use std::io::Write;
+    let engine = Engine::start();
+    let o = engine.docker(&["run", "-dit", "--name", "raw", "busybox", "sh"]);
+    assert!(o.status.success(), "{}", err(&o));
+
+    let r = engine.request(
+        "POST",
+        "/v1.44/containers/raw/exec",
+        Some(r#"{"Cmd":["sh"],"Tty":true,"AttachStdin":true,"AttachStdout":true,"DetachKeys":"ctrl-1"}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("Invalid escape keys (ctrl-1) provided"),
+        "{}",
+        r.text()
+    );
+    let r = engine.request(
+        "POST",
+        "/v1.44/containers/raw/attach?stream=1&stdin=1&detachKeys=ab",
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("Invalid detach keys (ab) provided"),
+        "{}",
+        r.text()
+    );
+
+    // An exec with the default keys.
+    let r = engine.request(
+        "POST",
+        "/v1.44/containers/raw/exec",
+        Some(r#"{"Cmd":["sh"],"Tty":true,"AttachStdin":true,"AttachStdout":true}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["Id"].as_str().expect("Id").to_owned();
+    let mut s = upgraded(
+        &engine,
+        &format!("/v1.44/exec/{id}/start"),
+        r#"{"Tty":true}"#,
+    );
+    s.write_all(b"echo raw-$((6+6))\n").expect("type");
+    read_until(&mut s, "raw-12");
+    // `/exec/{id}/resize` sets the exec's terminal size.
+    let r = engine.request("POST", &format!("/v1.44/exec/{id}/resize?h=33&w=101"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.write_all(b"stty size\n").expect("type");
+    read_until(&mut s, "33 101");
+    // A lone ctrl-p is the shell's; ctrl-p ctrl-q is not.
+    s.write_all(b"\x10\x10\x11").expect("detach");
+    read_to_end(&mut s);
+    let v = engine
+        .request("GET", &format!("/v1.44/exec/{id}/json"), None)
+        .json();
+    assert_eq!(v["Running"], true, "the exec ended with the session: {v}");
+
+    // The container's own stream, with other keys.
+    let mut s = upgraded(
+        &engine,
+        "/v1.44/containers/raw/attach?stream=1&stdin=1&stdout=1&stderr=1&detachKeys=ctrl-x,y",
+        "",
+    );
+    s.write_all(b"echo main-$((8+8))\n").expect("type");
+    read_until(&mut s, "main-16");
+    s.write_all(b"\x18y").expect("detach");
+    read_to_end(&mut s);
+    let v = engine
+        .request("GET", "/v1.44/containers/raw/json", None)
+        .json();
+    assert_eq!(v["State"]["Running"], true, "{v}");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 1;
+    let events = engine
+        .request("GET", &format!("/v1.44/events?since=0&until={now}"), None)
+        .text();
+    assert!(events.contains("\"exec_detach\""), "{events}");
+    assert!(events.contains("\"Action\":\"detach\""), "{events}");
+    // The same through `docker events --since --until --filter`.
+    let o = engine.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &now.to_string(),
+        "--filter",
+        "event=detach",
+        "--filter",
+        "event=exec_detach",
+        "--filter",
+        "container=raw",
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "container exec_detach\ncontainer detach\n",
+        "{}",
+        err(&o)
+    );
+
+    // The main shell still takes input: it was never sent EOF.
+    let mut s = upgraded(
+        &engine,
+        "/v1.44/containers/raw/attach?stream=1&stdin=1&stdout=1&stderr=1",
+        "",
+    );
+    s.write_all(b"exit 4\n").expect("type");
+    read_to_end(&mut s);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let v = engine
+            .request("GET", "/v1.44/containers/raw/json", None)
+            .json();
+        if v["State"]["Running"] == false || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(v["State"]["ExitCode"], 4, "{v}");
+}
+
+/// `exec --privileged` gets every capability; a plain exec the container's set.
+#[test]
+fn exec_privileged_gets_all_capabilities() {
+    let engine = Engine::start();
+    run_sleeper(&engine, "priv");
+    let caps = |cli: Cli, extra: &[&str]| {
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["priv", "grep", "CapEff", "/proc/self/status"]);
+        let line = exec_ok(&engine, cli, &args, None);
+        let hex = line
+            .split_whitespace()
+            .nth(1)
+            .expect("CapEff value")
+            .to_owned();
+        u64::from_str_radix(&hex, 16).expect("hex")
+    };
+    // Every capability there is to have: the host's bounding set (a host may lack some).
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .expect("CapBnd");
+    let all = u64::from_str_radix(bnd.trim(), 16).expect("hex");
+    for cli in [Cli::Docker, Cli::Berth] {
+        let plain = caps(cli, &[]);
+        assert_ne!(plain, all, "{cli:?}: a plain exec has every capability");
+        assert_eq!(
+            plain & (1 << 21),
+            0,
+            "{cli:?}: CAP_SYS_ADMIN without --privileged"
+        );
+        assert_eq!(caps(cli, &["--privileged"]), all, "{cli:?}");
+    }
+}

@@ -38,7 +38,7 @@
 //! | `{"op":"start"}` | `{"ok":true}`: starts a container made with `--no-start`. If it fails the container is deleted and the shim exits |
 //! | `{"op":"kill","signal":15}` | `{"ok":true}`; `"all":true` signals every process of the container |
 //! | `{"op":"resize","rows":R,"cols":C}` | `{"ok":true}`; terminal only |
-//! | `{"op":"attach","stdin":B,"stdout":B,"stderr":B}` | `{"ok":true}`, then the connection is a raw stream (below) |
+//! | `{"op":"attach","stdin":B,"stdout":B,"stderr":B,"close_stdin":B}` (`close_stdin` defaults to true) | `{"ok":true}`, then the connection is a raw stream (below) |
 //! | `{"op":"delete"}` | `{"ok":true}` once the runtime deleted the exited (or never started) container; the shim then removes `shim.sock` and `shim.pid` and exits. `container.log`, `exit.json` and `shim.log` stay for the daemon |
 //! | `{"op":"exec","id":"EXEC_ID","process":{...},"terminal":B,"stdin":B}` | `{"ok":true,"pid":N}` once the process (an OCI `process` object, as runc's `exec --process` file) runs in the container, then the connection is its stream, as after `attach`; or the runtime's error (`exec: "x": executable file not found in $PATH`) and nothing runs. `terminal` overrides `process.terminal`; without `stdin` the process's stdin is /dev/null |
 //! | `{"op":"exec_wait","id":"EXEC_ID"}` | blocks until the exec has exited and its output is drained: `{"exit_code":N}`; answers at once after that, for as long as the shim runs |
@@ -50,7 +50,8 @@
 //!   header: stream 1 = stdout or 2 = stderr, three zero bytes, the big-endian u32 length;
 //!   then the payload), which a daemon can copy to an API client unchanged;
 //! - the client's bytes go to the container's stdin (only with `--stdin` and `"stdin":true`);
-//!   the client's half-close (shutdown of its write side) closes the container's stdin pipe;
+//!   the client's half-close (shutdown of its write side) closes the container's stdin pipe
+//!   (unless the attach said `"close_stdin":false`);
 //! - the shim closes the stream when the container has exited and its output is sent.
 //!
 //! An `exec` stream is the same for its own process, with stdout and stderr always sent:

@@ -35,6 +35,10 @@ pub enum Request {
         stdout: bool,
         #[serde(default)]
         stderr: bool,
+        /// The end of this client's input closes the container's stdin pipe (Docker's
+        /// `StdinOnce`); false leaves it open for the next client.
+        #[serde(default = "yes")]
+        close_stdin: bool,
     },
     Delete,
     Exec {
@@ -62,6 +66,10 @@ pub enum RequestError {
     TooLong,
     #[error("bad request: {0}")]
     Malformed(#[from] serde_json::Error),
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub fn parse(line: &[u8]) -> Result<Request, RequestError> {
@@ -113,7 +121,8 @@ mod tests {
             Request::Attach {
                 stdin: false,
                 stdout: true,
-                stderr: false
+                stderr: false,
+                close_stdin: true
             }
         );
         let exec = parse(

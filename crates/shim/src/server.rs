@@ -47,6 +47,8 @@ enum Mode {
         stdout: bool,
         stderr: bool,
         input_open: bool,
+        /// The client's EOF is the container's (Docker's `StdinOnce`).
+        close_stdin: bool,
     },
     /// The stream of exec `execs[exec]`: its output in, the client's bytes to its stdin.
     Exec { exec: usize, input_open: bool },
@@ -536,13 +538,16 @@ impl Server {
                 }
             }
             Mode::Attached {
-                stdin, input_open, ..
+                stdin,
+                input_open,
+                close_stdin,
+                ..
             } => {
                 let to_stdin = *stdin;
                 if n == 0 {
                     *input_open = false;
                     // Docker's StdinOnce: the client's half-close is the container's EOF.
-                    if to_stdin {
+                    if to_stdin && *close_stdin {
                         self.stdin.close();
                     }
                 } else if to_stdin {
@@ -583,6 +588,7 @@ impl Server {
                 stdin,
                 stdout,
                 stderr,
+                close_stdin,
             } => {
                 if self.finished.is_some() {
                     protocol::error("container has exited")
@@ -595,12 +601,13 @@ impl Server {
                         stdout,
                         stderr,
                         input_open: !input_ended,
+                        close_stdin,
                     };
                     c.flush();
                     if stdin && !rest.is_empty() {
                         self.stdin.feed(&rest);
                     }
-                    if stdin && input_ended {
+                    if stdin && input_ended && close_stdin {
                         self.stdin.close();
                     }
                     return;

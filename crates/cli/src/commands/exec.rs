@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use berth_api::client::{query, Client};
+use berth_api::detach_keys;
 use berth_api::exec::{ExecConfig, ExecInspect, ExecStartConfig, IdResponse};
 
 use super::path_segment;
@@ -78,6 +79,9 @@ pub fn exec(client: &Client, args: ExecArgs) -> Result<i32> {
         &PumpOptions {
             tty: args.tty,
             stdin: args.interactive,
+            // The daemon refused bad keys at create; docker's CLI falls back the same way.
+            detach_keys: detach_keys::parse(args.detach_keys.as_deref().unwrap_or_default())
+                .unwrap_or_else(|_| detach_keys::DEFAULT.to_vec()),
         },
     );
     drop(raw);

@@ -60,6 +60,7 @@ pub fn start(client: &Client, args: StartArgs) -> Result<i32> {
             stdin: args.interactive && c.config.open_stdin,
             auto_remove: c.host_config.auto_remove,
         };
+        check_tty(&session)?;
         return attach_start_wait(client, &c.id, &session, true);
     }
     super::for_each(&args.containers, |name| {
@@ -81,7 +82,17 @@ pub fn attach(client: &Client, args: AttachArgs) -> Result<i32> {
         stdin: !args.no_stdin && c.config.open_stdin,
         auto_remove: c.host_config.auto_remove,
     };
+    check_tty(&session)?;
     attach_start_wait(client, &c.id, &session, false)
+}
+
+/// docker's `CheckTty`: a terminal session's input must be a terminal (raw mode on a
+/// pipe would make no sense, and the detach keys could not be typed).
+fn check_tty(s: &Session) -> Result<()> {
+    if s.tty && s.stdin && !io::stdin().is_terminal() {
+        return Err(anyhow!("the input device is not a TTY"));
+    }
+    Ok(())
 }
 
 /// How a terminal session with a container is set up.
@@ -221,6 +232,7 @@ fn attach_start_wait(client: &Client, id: &str, s: &Session, start: bool) -> Res
         &PumpOptions {
             tty: s.tty,
             stdin: s.stdin,
+            detach_keys: berth_api::detach_keys::DEFAULT.to_vec(),
         },
     );
     drop(raw);

@@ -1,3 +1,4 @@
 pub mod engine;
 pub mod leaks;
 pub mod registry;
+pub mod terminal;
