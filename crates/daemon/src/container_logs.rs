@@ -156,7 +156,7 @@ pub async fn replay(
         timestamps: false,
         tty,
     };
-    tokio::task::spawn_blocking(move || read_from(&path, 0, &opts, true).map(|(c, _)| c))
+    tokio::task::spawn_blocking(move || read_from(&path, None, 0, &opts, true).map(|(c, _)| c))
         .await
         .map_err(std::io::Error::other)?
 }
