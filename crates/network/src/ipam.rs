@@ -150,6 +150,12 @@ impl Ipam {
                 errno,
             }
         })?;
+        // Every writer holds the lock until its rename: a temporary file seen now is what
+        // a writer killed mid-write (berthd SIGKILLed) left.
+        match fs::remove_file(self.path.with_extension("json.tmp")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
 
         let mut state = match fs::read(&self.path) {
             Ok(bytes) => {
@@ -188,12 +194,17 @@ impl Ipam {
 fn write_atomically(path: &Path, state: &IpamState) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-    {
+    let written = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // A full disk: the old state stays, and no temporary file next to it.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
