@@ -28,6 +28,8 @@ pub struct Engine {
     pub sock: PathBuf,
     pub bridge: String,
     pub subnet: String,
+    /// The data root is a tmpfs of its own (a small disk that fills up), unmounted last.
+    data_tmpfs: bool,
 }
 
 /// A rootfs tar of the host's static busybox with every applet linked in /bin.
@@ -122,12 +124,18 @@ impl Reply {
 
 impl Engine {
     pub fn start() -> Self {
+        Self::start_with_data_tmpfs(None)
+    }
+
+    /// As [`Engine::start`], with the data root on a tmpfs of `size` (`mount -o size=`,
+    /// e.g. "64m") when given: a disk that can be filled. Drop unmounts it (after the
+    /// daemon and every mount on it are gone), also when the test failed.
+    pub fn start_with_data_tmpfs(size: Option<&str>) -> Self {
         let n = ENGINES.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data root");
-        import_busybox(&data, "busybox:latest");
         let mut engine = Self {
             child: None,
             sock: dir.path().join("exec/berth.sock"),
@@ -135,7 +143,24 @@ impl Engine {
             // 10.77-10.78.x: clear of this host's routes; one /24 per engine in this process.
             subnet: format!("10.{}.{}.0/24", 77 + (pid % 2), (pid / 2 % 25) * 10 + n),
             dir,
+            data_tmpfs: false,
         };
+        if let Some(size) = size {
+            let status = Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0711"),
+                    "tmpfs",
+                ])
+                .arg(&data)
+                .status()
+                .expect("mount");
+            assert!(status.success(), "mount tmpfs on {}", data.display());
+            engine.data_tmpfs = true;
+        }
+        import_busybox(&data, "busybox:latest");
         engine.start_daemon();
         engine
     }
@@ -455,9 +480,21 @@ impl Drop for Engine {
             Err(e) => eprintln!("cleanup: bridge: {e}"),
         }
         let _ = berth_network::netns::unmount_netns_dir(&self.exec_root().join("netns"));
-        let left = mounts_under(self.dir.path());
+        let data_root = self.data_root().display().to_string();
+        let left: Vec<String> = mounts_under(self.dir.path())
+            .into_iter()
+            .filter(|m| !(self.data_tmpfs && *m == data_root))
+            .collect();
         for m in left.iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        let mut tmpfs_left = false;
+        if self.data_tmpfs {
+            let _ = Command::new("umount").arg(&data_root).status();
+            if mounts_under(&self.data_root()).contains(&data_root) {
+                let _ = Command::new("umount").arg("-l").arg(&data_root).status();
+                tmpfs_left = true;
+            }
         }
         let links = Command::new("ip")
             .args(["-o", "link"])
@@ -477,6 +514,10 @@ impl Drop for Engine {
                 self.log()
             );
             assert!(!bridge_left, "bridge {} left behind", self.bridge);
+            assert!(
+                !tmpfs_left,
+                "the data root's tmpfs was busy at cleanup (lazily unmounted)"
+            );
             assert!(user_left.is_empty(), "bridges left behind: {user_left:?}");
         }
     }
