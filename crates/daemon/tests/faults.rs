@@ -512,8 +512,8 @@ fn footprint(pid: u32) -> (u64, usize) {
 }
 
 /// `count` API requests over `threads` clients (one connection each), cycling through
-/// reads a client makes all the time; the failures.
-fn hammer(engine: &Engine, threads: usize, count: usize) -> Vec<String> {
+/// reads a client makes all the time, spread evenly over `over`; the failures.
+fn hammer(engine: &Engine, threads: usize, count: usize, over: Duration) -> Vec<String> {
     const PATHS: &[&str] = &[
         "/_ping",
         "/version",
@@ -524,9 +524,14 @@ fn hammer(engine: &Engine, threads: usize, count: usize) -> Vec<String> {
         "/containers/steady/stats?stream=false&one-shot=true",
         "/networks",
     ];
+    let began = Instant::now();
+    let gap = over / (count / threads).max(1) as u32;
     on_workers(threads, |w| {
         let mut failures = Vec::new();
-        for i in (w..count).step_by(threads) {
+        for (n, i) in (w..count).step_by(threads).enumerate() {
+            if let Some(wait) = (gap * n as u32).checked_sub(began.elapsed()) {
+                std::thread::sleep(wait);
+            }
             let path = PATHS[i % PATHS.len()];
             let r = engine.request("GET", path, None);
             if r.status != 200 {
@@ -567,7 +572,7 @@ fn soak_of_run_rm_and_api_requests_keeps_the_daemon_flat() {
     );
     let pid = engine.daemon_pid().expect("berthd runs");
 
-    let mut failures = hammer(&engine, 16, 320);
+    let mut failures = hammer(&engine, 16, 320, Duration::ZERO);
     let (_, f) = run_rm_loop(&engine, Instant::now() + Duration::from_secs(5));
     failures.extend(f);
     std::thread::sleep(Duration::from_secs(1));
@@ -577,7 +582,8 @@ fn soak_of_run_rm_and_api_requests_keeps_the_daemon_flat() {
     let ((runs, f), g) = std::thread::scope(|s| {
         let looping = s.spawn(|| run_rm_loop(&engine, until));
         let began = Instant::now();
-        let requests = hammer(&engine, 16, 2000);
+        // Spread over the soak, ending a little before the loop does.
+        let requests = hammer(&engine, 16, 2000, Duration::from_secs(secs) * 9 / 10);
         eprintln!("soak: 2000 requests answered in {:?}", began.elapsed());
         (looping.join().expect("run loop"), requests)
     });

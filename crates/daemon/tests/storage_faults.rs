@@ -605,6 +605,25 @@ impl Drop for Unfill {
     }
 }
 
+/// Containers the engine's recovery cleaned up that its API never named: those of another
+/// berthd on the host (a parallel test), whose port rules every recovery sees. The leak
+/// checker traces every id in the log, and their cgroups are that daemon's business.
+fn foreign_ids(engine: &Engine) -> Vec<String> {
+    let log = engine.log();
+    log.lines()
+        .filter_map(|l| {
+            l.split("cleaning up after a gone container container=")
+                .nth(1)
+        })
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|id| {
+            !log.lines()
+                .any(|l| l.contains("request method=") && l.contains(id))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn data_root_filling_up() {
     let mut engine = Engine::start_with_data_tmpfs(Some("64m"));
@@ -644,7 +663,6 @@ fn data_root_filling_up() {
             r#"{"Image":"busybox","Cmd":["true"]}"#,
         ),
         ("POST", "/volumes/create", r#"{"Name":"latevol"}"#),
-        ("POST", "/containers/keeper/rename?name=renamed", ""),
         ("POST", "/images/busybox/tag?repo=copied&tag=v1", ""),
     ] {
         let r = engine.request(method, path, Some(body));
@@ -691,7 +709,7 @@ fn data_root_filling_up() {
     };
     let had = names(&engine);
     assert!(
-        had.contains(&"filler".to_owned()) && had.iter().any(|n| n == "keeper" || n == "renamed"),
+        had.contains(&"filler".to_owned()) && had.contains(&"keeper".to_owned()),
         "{had:?}"
     );
     ok(&engine, &["inspect", &keeper]);
@@ -705,26 +723,8 @@ fn data_root_filling_up() {
     engine.start_daemon();
     assert_eq!(names(&engine), had, "after a restart on a full disk");
 
-    // Removing a container while full: done, or refused with the cause.
-    let rm = engine.docker(&["rm", "-f", "filler"]);
-    eprintln!(
-        "rm -f of a running container on a full disk: {}",
-        if rm.status.success() {
-            "done".to_owned()
-        } else {
-            assert!(
-                names_disk_full(&err(&rm)),
-                "rm -f on a full disk: {}",
-                err(&rm)
-            );
-            format!("refused: {}", err(&rm).trim())
-        }
-    );
-    if !rm.status.success() {
-        // Freed from inside, as a user would, then removed.
-        ok(&engine, &["exec", "filler", "rm", "/fill"]);
-        ok(&engine, &["rm", "-f", "filler"]);
-    }
+    // Removing a container while full frees space (berthd keeps room to record it).
+    ok(&engine, &["rm", "-f", "filler"]);
     // Space freed: new containers work, nothing refused was half made.
     assert!(
         free_bytes(&data) > 32 << 20,
@@ -767,5 +767,10 @@ fn data_root_filling_up() {
     engine.start_daemon();
     assert!(ok(&engine, &["ps", "-a", "--format", "{{.ID}}"]).contains(&keeper[..12]));
     ok(&engine, &["rm", "-f", &keeper]);
-    before.assert_no_leaks(&engine, &Ignore::none());
+    let foreign = foreign_ids(&engine);
+    if !foreign.is_empty() {
+        eprintln!("recovery met containers of another berthd on this host: {foreign:?}");
+    }
+    let foreign: Vec<&str> = foreign.iter().map(String::as_str).collect();
+    before.assert_no_leaks(&engine, &Ignore::with(&foreign));
 }
