@@ -1157,51 +1157,64 @@ impl ContainerManager {
     /// Used on remove and recovery, not on the exit path.
     fn reap_runtime(&self, id: &str, scan: bool) {
         let state_dir = self.paths.state_dir(id);
-        let mut pids: Vec<i32> = std::fs::read_to_string(state_dir.join("shim.pid"))
+        let recorded: Option<i32> = std::fs::read_to_string(state_dir.join("shim.pid"))
             .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .into_iter()
-            .collect();
-        if scan {
-            if let Ok(dir) = std::fs::read_dir("/proc") {
-                pids.extend(
-                    dir.flatten()
-                        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())),
-                );
-            }
-        }
+            .and_then(|p| p.trim().parse().ok());
         let ours = |pid: i32| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let text = String::from_utf8_lossy(&cmdline);
             text.contains("berth-shim") && text.contains(id)
         };
-        let mut killed = Vec::new();
-        for pid in pids {
-            if ours(pid) {
+        let candidates = || -> Vec<i32> {
+            let mut pids: Vec<i32> = recorded.into_iter().collect();
+            if scan {
+                if let Ok(dir) = std::fs::read_dir("/proc") {
+                    pids.extend(dir.flatten().filter_map(|e| {
+                        e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
+                    }));
+                }
+            }
+            pids
+        };
+        // Until a pass finds none: a `berth-shim start` of a daemon killed during `start`
+        // may fork the shim, and the shim clone the init, after one listing of /proc was
+        // read; one of them missed goes on to claim the runtime state and make the
+        // cgroups after they were cleaned. A killed process forks no more, and a dead
+        // one (a zombie) has no command line, so this also waits for them to die.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let alive: Vec<i32> = candidates().into_iter().filter(|p| ours(*p)).collect();
+            if alive.is_empty() || std::time::Instant::now() >= deadline {
+                break;
+            }
+            for pid in alive {
                 tracing::warn!(%id, pid, "killing a leftover shim");
                 // SAFETY: kill(2) on a pid whose cmdline we just checked.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
-                killed.push(pid);
             }
-        }
-        // Let them die (the runtime state they were writing is then final).
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while killed.iter().any(|p| ours(*p)) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         let root = berth_runtime::state::StateRoot::new(self.paths.runtime_root());
-        if self.paths.runtime_root().join(id).exists() {
-            match berth_runtime::lifecycle::delete(&root, id, true) {
-                Ok(()) => tracing::info!(%id, "removed a container the shim left behind"),
-                Err(e) => {
-                    // Killed before the runtime saved its state: no state.json to drive
-                    // delete. Empty the container's cgroups (cgroupsPath /berth/<id>, see
-                    // container_spec) and drop the half-made state dir.
-                    tracing::warn!(%id, %e, "runtime state incomplete; removing by hand");
-                    remove_cgroups(id);
-                    let _ = std::fs::remove_dir_all(self.paths.runtime_root().join(id));
-                }
+        let dir = self.paths.runtime_root().join(id);
+        if !dir.exists() {
+            return;
+        }
+        match berth_runtime::lifecycle::delete(&root, id, true) {
+            Ok(()) if !dir.exists() => {
+                tracing::info!(%id, "removed a container the shim left behind");
+                return;
             }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(%id, %e, "cannot delete the container the shim left"),
+        }
+        // Killed between claiming the id and saving its state: with no state.json,
+        // `delete --force` has nothing to drive it and succeeds (as runc's does) without
+        // touching the half-made dir (its start.sock) or the cgroups already made. Empty
+        // those (cgroupsPath /berth/<id>, see container_spec) and drop the dir.
+        tracing::warn!(%id, "runtime state incomplete; removing by hand");
+        remove_cgroups(id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(%id, %e, "cannot remove the runtime state");
         }
     }
 

@@ -261,16 +261,15 @@ pub async fn prune_images(
             }
         }
         let mut reclaimed = 0;
-        if !items.is_empty() {
-            // What containers use is read again right before the sweep.
-            let plan = images.gc(&st.containers.images_in_use())?;
-            for layer in plan.layers {
-                reclaimed += sizes.get(&layer).copied().unwrap_or(0);
-                items.push(ImageDeleteItem {
-                    untagged: None,
-                    deleted: Some(layer.to_string()),
-                });
-            }
+        // Even with no image removed: what an interrupted pull or an earlier failed sweep
+        // left is reclaimed too. What containers use is read again right before it.
+        let plan = images.gc(&st.containers.images_in_use())?;
+        for layer in plan.layers {
+            reclaimed += sizes.get(&layer).copied().unwrap_or(0);
+            items.push(ImageDeleteItem {
+                untagged: None,
+                deleted: Some(layer.to_string()),
+            });
         }
         Ok((items, reclaimed, events))
     })

@@ -338,6 +338,14 @@ impl ImageService {
         let plan = store
             .gc(&self.content, &self.snapshotter, in_use)
             .map_err(|e| ApiError::internal(format!("image gc: {e}")))?;
+        // Partial downloads of a pull that was interrupted (berthd killed, the registry
+        // gone) are kept for the next pull of the image to resume; once images are being
+        // collected nothing writes (the caller holds the writers), so they are garbage.
+        match self.content.clean_ingests(std::time::Duration::ZERO) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed partial downloads"),
+            Err(e) => tracing::warn!(%e, "cannot remove partial downloads"),
+        }
         if let Ok(mut sizes) = self.layer_sizes.lock() {
             for layer in &plan.layers {
                 sizes.remove(layer);

@@ -15,6 +15,11 @@ use crate::container_record::ContainerRecord;
 /// The file name inside the data root.
 pub const DB_FILE: &str = "berthd.db";
 
+/// Space held next to the database for the writes that free space (see
+/// [`MetadataStore::freeing`]). SQLite needs room to record even a DELETE.
+const RESERVE_FILE: &str = "berthd.db.reserve";
+const RESERVE_BYTES: usize = 1 << 20;
+
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: a released
 /// migration is never edited, or databases that already ran it would silently differ.
 const MIGRATIONS: &[&str] = &[
@@ -93,6 +98,7 @@ pub struct Counts {
 #[derive(Debug)]
 pub struct MetadataStore {
     conn: Connection,
+    reserve: PathBuf,
 }
 
 impl MetadataStore {
@@ -123,7 +129,50 @@ impl MetadataStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
         migrate(&mut conn, &path)?;
-        Ok(Self { conn })
+        let store = Self {
+            conn,
+            reserve: data_root.join(RESERVE_FILE),
+        };
+        store.hold_reserve();
+        Ok(store)
+    }
+
+    /// Takes the reserve if it is not held and there is room for it.
+    fn hold_reserve(&self) {
+        if self.reserve.exists() {
+            return;
+        }
+        let written = std::fs::File::create(&self.reserve).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &[0u8; RESERVE_BYTES])?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            tracing::debug!(%e, "no room for the metadata reserve yet");
+            let _ = std::fs::remove_file(&self.reserve);
+        }
+    }
+
+    /// Runs a write that a user makes to free space (removing a container or a volume,
+    /// and the state changes on the way). When the data root is full, SQLite cannot
+    /// record it, and the user could free nothing through berthd: then the reserve is
+    /// given up and the write tried again. It is taken back once a removal went through.
+    fn freeing<T>(
+        &self,
+        write: impl Fn(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        match write(&self.conn) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull && self.reserve.exists() =>
+            {
+                tracing::warn!(
+                    path = %self.reserve.display(),
+                    "the data root is full: giving up the metadata reserve for this change"
+                );
+                let _ = std::fs::remove_file(&self.reserve);
+                write(&self.conn)
+            }
+            other => other,
+        }
     }
 
     /// The schema version recorded in the database.
@@ -190,10 +239,12 @@ impl MetadataStore {
     pub fn update_container(&self, record: &ContainerRecord) -> Result<(), ContainerStoreError> {
         let json = serde_json::to_string(record)
             .map_err(|e| StoreError::Query(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        match self.conn.execute(
-            "UPDATE containers SET name = ?2, config = ?3 WHERE id = ?1",
-            rusqlite::params![record.id, record.name, json],
-        ) {
+        match self.freeing(|conn| {
+            conn.execute(
+                "UPDATE containers SET name = ?2, config = ?3 WHERE id = ?1",
+                rusqlite::params![record.id, record.name, json],
+            )
+        }) {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -207,10 +258,10 @@ impl MetadataStore {
     }
 
     pub fn delete_container(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM containers WHERE id = ?1", [id])?
-            > 0)
+        let deleted =
+            self.freeing(|conn| conn.execute("DELETE FROM containers WHERE id = ?1", [id]))? > 0;
+        self.hold_reserve();
+        Ok(deleted)
     }
 
     /// Every container, oldest first. A record that no longer parses is skipped with a
@@ -268,10 +319,10 @@ impl MetadataStore {
     }
 
     pub fn delete_volume(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM volumes WHERE name = ?1", [name])?
-            > 0)
+        let deleted =
+            self.freeing(|conn| conn.execute("DELETE FROM volumes WHERE name = ?1", [name]))? > 0;
+        self.hold_reserve();
+        Ok(deleted)
     }
 
     /// Every volume as `(name, config JSON)`, oldest first.

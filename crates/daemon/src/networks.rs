@@ -114,13 +114,18 @@ impl Networks {
         let tmp = self.dir.join("networks.json.tmp");
         let bytes = serde_json::to_vec_pretty(file)
             .map_err(|e| ApiError::internal(format!("cannot encode networks: {e}")))?;
-        {
+        let written = (|| {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&bytes).map_err(err)?;
-            f.sync_all().map_err(err)?;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if written.is_err() {
+            // A full disk: the old file stays, and no temporary file next to it.
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::rename(&tmp, &path).map_err(err)
+        written.map_err(err)
     }
 
     /// The id of a predefined network.

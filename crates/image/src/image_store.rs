@@ -235,18 +235,31 @@ impl ImageStore {
         Ok(ImageStore { path, state })
     }
 
-    /// Writes the whole index atomically: readers see the old file or the new one.
-    fn persist(&self) -> Result<()> {
+    /// Writes the whole index atomically: readers see the old file or the new one. When
+    /// the write fails (a full disk) the change is undone in memory too, by reading the
+    /// file back, so that what is listed is what is on disk, and the temporary file goes.
+    fn persist(&mut self) -> Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        let written = self.write_index(&tmp);
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+            if let Some(Ok(on_disk)) = self.path.parent().map(ImageStore::open) {
+                self.state = on_disk.state;
+            }
+        }
+        written
+    }
+
+    fn write_index(&self, tmp: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| ImageStoreError::Io {
             op: "encode",
             path: self.path.clone(),
             source: io::Error::other(e),
         })?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        f.write_all(&bytes).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
-        fs::rename(&tmp, &self.path).map_err(io_err("rename", &self.path))?;
+        let mut f = File::create(tmp).map_err(io_err("create", tmp))?;
+        f.write_all(&bytes).map_err(io_err("write", tmp))?;
+        f.sync_all().map_err(io_err("fsync", tmp))?;
+        fs::rename(tmp, &self.path).map_err(io_err("rename", &self.path))?;
         if let Some(dir) = self.path.parent() {
             File::open(dir)
                 .and_then(|d| d.sync_all())

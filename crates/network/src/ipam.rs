@@ -150,6 +150,12 @@ impl Ipam {
                 errno,
             }
         })?;
+        // Every writer holds the lock until its rename: a temporary file seen now is what
+        // a writer killed mid-write (berthd SIGKILLed) left.
+        match fs::remove_file(self.path.with_extension("json.tmp")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
 
         let mut state = match fs::read(&self.path) {
             // What a power loss can leave of an unsynced rename: nothing to keep.
@@ -200,11 +206,17 @@ impl Ipam {
 fn write_atomically(path: &Path, state: &IpamState) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-    {
+    let written = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(&bytes)?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // A full disk: the old state stays, and no temporary file next to it.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, path)
+    Ok(())
 }
 
 /// The next unused host address after `state.last`, wrapping around; skips the network

@@ -315,6 +315,20 @@ impl Netlink {
         peer: &str,
         peer_netns: Option<&File>,
     ) -> Result<u32> {
+        self.create_veth_on(host, peer, peer_netns, None)
+    }
+
+    /// [`Netlink::create_veth`] with the host end a port of bridge `master` from the start.
+    /// A berthd's recovery deletes masterless veths of ours as crash leftovers, and
+    /// another berthd on the host (other roots, other bridge) may run one at any time: a
+    /// veth without a master between its creation and `set_master` could be taken.
+    pub fn create_veth_on(
+        &mut self,
+        host: &str,
+        peer: &str,
+        peer_netns: Option<&File>,
+        master: Option<u32>,
+    ) -> Result<u32> {
         check_ifname(host)?;
         check_ifname(peer)?;
         let mut peer_msg = LinkMessage::default();
@@ -328,6 +342,9 @@ impl Netlink {
         }
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
+        if let Some(bridge) = master {
+            msg.attributes.push(LinkAttribute::Controller(bridge));
+        }
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
@@ -578,7 +595,12 @@ pub fn attach_container(
 ) -> Result<()> {
     let ns_file = netns.open()?;
     let bridge_index = nl.require_index(bridge)?;
-    let host_index = nl.create_veth(&link.host_ifname, &link.container_ifname, Some(&ns_file))?;
+    let host_index = nl.create_veth_on(
+        &link.host_ifname,
+        &link.container_ifname,
+        Some(&ns_file),
+        Some(bridge_index),
+    )?;
     let configure = |nl: &mut Netlink| -> Result<()> {
         let mut inside = Netlink::in_netns(&ns_file)?;
         let lo = inside.require_index("lo")?;
@@ -591,7 +613,6 @@ pub fn attach_container(
         inside.add_address(eth, link.address, link.prefix_len)?;
         inside.set_up(eth)?;
         inside.add_default_route(link.gateway, eth)?;
-        nl.set_master(host_index, bridge_index)?;
         nl.set_hairpin(host_index, true)?;
         nl.set_up(host_index)
     };

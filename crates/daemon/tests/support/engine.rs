@@ -30,6 +30,8 @@ pub struct Engine {
     pub subnet: String,
     /// More berthd flags, passed on every (re)start.
     pub daemon_args: Vec<String>,
+    /// The data root is a tmpfs of its own (a small disk that fills up), unmounted last.
+    data_tmpfs: bool,
 }
 
 /// A rootfs tar of the host's static busybox with every applet linked in /bin.
@@ -124,17 +126,27 @@ impl Reply {
 
 impl Engine {
     pub fn start() -> Self {
-        Self::start_with_args(&[])
+        Self::start_with(&[], None)
     }
 
     /// As [`Engine::start`], berthd given `args` beside the engine's own flags.
     pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with(args, None)
+    }
+
+    /// As [`Engine::start`], with the data root on a tmpfs of `size` (`mount -o size=`,
+    /// e.g. "64m"): a disk that can be filled. Drop unmounts it (after the daemon and
+    /// every mount on it are gone), also when the test failed.
+    pub fn start_with_data_tmpfs(size: &str) -> Self {
+        Self::start_with(&[], Some(size))
+    }
+
+    fn start_with(args: &[&str], size: Option<&str>) -> Self {
         let n = ENGINES.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data root");
-        import_busybox(&data, "busybox:latest");
         let mut engine = Self {
             child: None,
             sock: dir.path().join("exec/berth.sock"),
@@ -143,7 +155,24 @@ impl Engine {
             subnet: format!("10.{}.{}.0/24", 77 + (pid % 2), (pid / 2 % 25) * 10 + n),
             daemon_args: args.iter().map(|a| a.to_string()).collect(),
             dir,
+            data_tmpfs: false,
         };
+        if let Some(size) = size {
+            let status = Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0711"),
+                    "tmpfs",
+                ])
+                .arg(&data)
+                .status()
+                .expect("mount");
+            assert!(status.success(), "mount tmpfs on {}", data.display());
+            engine.data_tmpfs = true;
+        }
+        import_busybox(&data, "busybox:latest");
         engine.start_daemon();
         engine
     }
@@ -464,9 +493,21 @@ impl Drop for Engine {
             Err(e) => eprintln!("cleanup: bridge: {e}"),
         }
         let _ = berth_network::netns::unmount_netns_dir(&self.exec_root().join("netns"));
-        let left = mounts_under(self.dir.path());
+        let data_root = self.data_root().display().to_string();
+        let left: Vec<String> = mounts_under(self.dir.path())
+            .into_iter()
+            .filter(|m| !(self.data_tmpfs && *m == data_root))
+            .collect();
         for m in left.iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        let mut tmpfs_left = false;
+        if self.data_tmpfs {
+            let _ = Command::new("umount").arg(&data_root).status();
+            if mounts_under(&self.data_root()).contains(&data_root) {
+                let _ = Command::new("umount").arg("-l").arg(&data_root).status();
+                tmpfs_left = true;
+            }
         }
         let links = Command::new("ip")
             .args(["-o", "link"])
@@ -486,6 +527,10 @@ impl Drop for Engine {
                 self.log()
             );
             assert!(!bridge_left, "bridge {} left behind", self.bridge);
+            assert!(
+                !tmpfs_left,
+                "the data root's tmpfs was busy at cleanup (lazily unmounted)"
+            );
             assert!(user_left.is_empty(), "bridges left behind: {user_left:?}");
         }
     }
