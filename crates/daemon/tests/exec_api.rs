@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::engine::Engine;
+use support::terminal::TermSession;
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -183,15 +184,12 @@ fn exec_suite(engine: &Engine, cli: Cli) {
         "{} exec -it {c} sh -c 'tty; echo TERM=$TERM; exit 3'",
         cli.shell_prefix(engine)
     );
-    let o = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script (bsdutils)");
-    let text = out(&o);
-    assert!(text.contains("/dev/pts/"), "{text:?} {}", err(&o));
-    assert!(text.contains("TERM=xterm"), "{text:?}");
-    assert_eq!(o.status.code(), Some(3), "{text:?} {}", err(&o));
+    // Through TermSession, whose stdin stays open (see container_lifecycle's
+    // interactive_terminal_session for why script must not see EOF).
+    let mut term = TermSession::start(&line, &[]);
+    term.wait_for("/dev/pts/");
+    term.wait_for("TERM=xterm");
+    assert_eq!(term.wait_exit(), Some(3), "{}", term.screen());
 
     // Stopped: refused with Docker's message and status 1.
     let o = engine.docker(&["stop", "-t", "0", &c]);

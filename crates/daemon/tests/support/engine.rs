@@ -2,7 +2,9 @@
 //! busybox image imported into its store before it starts (so container tests do not
 //! depend on a registry); the docker CLI and raw HTTP pointed at it. On drop every
 //! container is removed through the API, the daemon stopped, the bridge and its firewall
-//! rules torn down, and the test fails if a mount is left under its directory.
+//! rules torn down, and the test fails if anything of a container outlived its removal
+//! (process, cgroup, runtime state, veth, firewall rule) or a mount is left under its
+//! directory: every test that uses an engine is a leak check.
 
 #![allow(dead_code)]
 
@@ -456,10 +458,15 @@ impl Drop for Engine {
         // Still on record (removal failed, or the daemon was gone): tear down directly.
         let user_bridges = self.user_bridges();
         self.stop_daemon();
+        // Every test is a leak check: once its containers are removed and the daemon
+        // stopped, nothing of a container may be left (its processes, cgroups, runtime
+        // state, veth, rules). Cleaned up below either way; the test fails at the end.
+        let mut leaks = super::leaks::container_endpoints_left(self);
         let reaped = super::leaks::reap(self);
         if !reaped.is_empty() {
             eprintln!("cleanup: ended what berthd left behind: {reaped:?}");
         }
+        leaks.extend(reaped);
         for (bridge, state_dir, subnet, name) in &user_bridges {
             if !state_dir.exists() {
                 continue;
@@ -521,6 +528,11 @@ impl Drop for Engine {
             .filter(|b| String::from_utf8_lossy(&links).contains(&format!(" {b}:")))
             .collect();
         if !std::thread::panicking() {
+            assert!(
+                leaks.is_empty(),
+                "left behind by the engine after its containers were removed: {leaks:?}\n{}",
+                self.log()
+            );
             assert!(
                 left.is_empty(),
                 "mounts left behind: {left:?}\n{}",

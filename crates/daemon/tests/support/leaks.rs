@@ -428,3 +428,22 @@ fn is_zombie(pid: i32) -> bool {
         })
         .unwrap_or(true)
 }
+
+/// What a stopped engine must not hold after its containers were removed through the API:
+/// a container's veth (a link of its bridge, or one named after a container id) or a
+/// firewall rule of a container. The bridge and its network-wide rules stay until teardown.
+pub fn container_endpoints_left(engine: &Engine) -> Vec<String> {
+    let snap = HostSnapshot::of(engine);
+    let links = snap
+        .links
+        .iter()
+        .filter(|l| **l != engine.bridge)
+        .map(|l| format!("link {l}"));
+    let rules = snap
+        .nft
+        .iter()
+        .chain(&snap.iptables)
+        .filter(|r| r.contains("berth:ctr="))
+        .map(|r| format!("rule {r}"));
+    links.chain(rules).collect()
+}
