@@ -887,12 +887,17 @@ impl RegistryClient {
     ) -> Result<()> {
         let path = format!("{}/blobs/{}", reference.path(), digest);
         let mut last_error = None;
+        if ingest.offset() > 0 {
+            // An earlier pull's bytes (all of them, when it was killed before the commit):
+            // the unpacker will not see them, so the stored blob feeds it.
+            tee.abandon();
+        }
         for attempt in 0..BLOB_ATTEMPTS {
             let offset = ingest.offset();
             if offset == size {
                 break;
             }
-            if attempt > 0 || offset > 0 {
+            if attempt > 0 {
                 // Resuming: the unpacker missed bytes; the stored blob will feed it.
                 tee.abandon();
             }

@@ -583,3 +583,46 @@ async fn two_pulls_of_one_image_at_once_share_the_downloads() {
     }
     assert_eq!(entries(&root.path().join("ingest")), Vec::<String>::new());
 }
+
+/// A pull killed after a blob's last byte but before its commit leaves a whole ingest:
+/// the next pull has nothing to download for it, so the unpacker must get the stored
+/// blob, not an empty stream (it once did, and the layer failed its DiffID check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_uncommitted_ingest_is_unpacked_from_the_blob() {
+    let registry = Registry::start();
+    let built = build_layout();
+    registry.push(built.layout.path(), "v1", "test/stream", false);
+    let root = tempfile::tempdir().unwrap();
+    let (middle, middle_size) = built.layers[1].clone();
+    let bytes = fs::read(
+        built
+            .layout
+            .path()
+            .join("blobs/sha256")
+            .join(middle.to_string().trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    assert_eq!(bytes.len(), middle_size);
+    {
+        let content = ContentStore::open(root.path()).unwrap();
+        let mut ingest = content.ingest(&middle, Some(middle_size as u64)).unwrap();
+        ingest.write(&bytes).unwrap();
+        // Dropped uncommitted, as by a SIGKILL between the last write and the rename.
+    }
+    let half = ContentStore::open(root.path()).unwrap();
+    assert!(!half.contains(&middle), "the blob is not committed");
+
+    let puller = puller(root.path());
+    let reference = Reference::parse(&format!("{}/test/stream:v1", registry.host())).unwrap();
+    let image = puller.pull(&reference).await.unwrap();
+    let stats = puller.client().stats();
+    assert_eq!(counter(&stats.blob_unpacks), 1, "{image:?}");
+    assert_eq!(counter(&stats.streamed_unpacks), 2);
+    let content = ContentStore::open(root.path()).unwrap();
+    let (_old_root, old) = unpack_from_blobs(&content, &built);
+    let layers = LayerStore::open(root.path()).unwrap();
+    for chain in &image.layers {
+        assert_same_tree(&layers.diff_path(chain), &old.diff_path(chain));
+    }
+    assert_eq!(entries(&root.path().join("ingest")), Vec::<String>::new());
+}
