@@ -727,3 +727,60 @@ async fn unknown_media_types_are_refused_before_fetching_blobs() {
         root.assert_consistent(allowed);
     }
 }
+
+/// Untrusted manifests: one whose bytes are not the digest it was asked by, and one whose
+/// layer descriptor gives the wrong size. Each is refused with the mismatch named, and
+/// nothing it described is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_with_a_wrong_digest_or_size_are_refused() {
+    let img = Arc::new(test_image());
+    // Asked for by digest, answered with other bytes (a tampering registry or a proxy).
+    let wanted = img.manifest_digest.clone();
+    let other = Arc::new(img.with_manifest(|m| {
+        m["annotations"] = serde_json::json!({"tampered": "yes"});
+    }));
+    let tampered = other.clone();
+    let mock = serve(img.clone(), move |req, _| {
+        (req.path == format!("/v2/x/y/manifests/{wanted}"))
+            .then(|| resp(200, &[("Content-Type", MANIFEST_TYPE)], &tampered.manifest))
+    })
+    .await;
+    let root = Root::new();
+    let by_digest = Reference::parse(&format!(
+        "127.0.0.1:{}/x/y@{}",
+        mock.port, img.manifest_digest
+    ))
+    .unwrap();
+    let err = root.puller(SLOW).pull(&by_digest).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::DigestMismatch {
+                what: "manifest",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(root.content().list().unwrap().is_empty(), "nothing stored");
+
+    // A layer descriptor one byte short of the blob the registry serves.
+    let short = Arc::new(img.with_manifest(|m| {
+        let size = m["layers"][0]["size"].as_u64().unwrap();
+        m["layers"][0]["size"] = (size - 1).into();
+    }));
+    let mock = serve(short.clone(), |_, _| None).await;
+    let root = Root::new();
+    let err = root.puller(SLOW).pull(&reference(&mock)).await.unwrap_err();
+    let expected = format!(
+        "expected {} bytes, got {}",
+        img.layer.len() - 1,
+        img.layer.len()
+    );
+    assert!(err.to_string().contains(&expected), "{err}");
+    assert!(
+        !root.content().contains(&img.layer_digest),
+        "the oversized blob is not stored"
+    );
+    root.assert_consistent(&[&short.manifest_digest, &img.config_digest]);
+}
