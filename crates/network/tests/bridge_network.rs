@@ -209,6 +209,9 @@ fn bridge_network_end_to_end_iptables() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tag = common::unique();
     let prefix = format!("BT{}", tag.to_uppercase());
+    let _serial = common::IPTABLES_TESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _guard = ChainsGuard(prefix.clone(), common::iptables_nft_tables());
     let fw = || -> Box<dyn FirewallDriver> {
         Box::new(IptablesDriver::with_prefix(&prefix).expect("driver"))
@@ -579,6 +582,9 @@ fn networks_are_isolated_iptables() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tag = common::unique();
     let prefix = format!("BT{}", tag.to_uppercase());
+    let _serial = common::IPTABLES_TESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _guard = ChainsGuard(prefix.clone(), common::iptables_nft_tables());
     isolation_scenario(&tag, &|| {
         Box::new(IptablesDriver::with_prefix(&prefix).expect("driver"))

@@ -111,6 +111,9 @@ fn published_ports_end_to_end_nftables() {
 fn published_ports_end_to_end_iptables() {
     require_root!();
     let prefix = format!("BT{}", common::unique().to_uppercase());
+    let _serial = common::IPTABLES_TESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _guard = ChainsGuard(prefix.clone(), iptables_nft_tables());
     let fw = IptablesDriver::with_prefix(&prefix).expect("driver");
     end_to_end(&fw, &|| fw.list_rules().expect("iptables-save").join("\n"));

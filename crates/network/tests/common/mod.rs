@@ -194,6 +194,11 @@ pub fn iptables_nft_tables() -> Vec<String> {
         .collect()
 }
 
+/// Held by every iptables test of a binary for its whole run: the tables iptables-nft
+/// makes are shared, and a guard can only tell "made for this test" (removed after it)
+/// from "was there before" when no other iptables test runs meanwhile.
+pub static IPTABLES_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Removes the test's iptables chains (and jumps) on drop and checks none is left; the
 /// `ip filter/raw/nat` tables iptables-nft made for this test go too, if they hold no rule
 /// (tables that existed before, or that someone filled meanwhile, are left alone).
