@@ -1567,11 +1567,6 @@ impl ContainerManager {
         let id = record.id.clone();
         blocking(move || {
             this.release(&this.find(&id)?, false);
-            // The exit path leaves the veth to the kernel's asynchronous namespace
-            // cleanup; a removed container must not leave a link behind, even briefly.
-            if let Err(e) = berth_network::bridge_network::delete_container_veth(&id) {
-                tracing::warn!(%id, %e, "cannot delete the container's veth");
-            }
             this.images.snapshotter.remove(&id).map_err(|e| {
                 ApiError::internal(format!("cannot remove the container's rootfs: {e}"))
             })?;

@@ -207,7 +207,7 @@ fn sigkill_of_a_shim_reports_the_container_exited() {
     }
     ok(&engine, &["rm", "victim"]);
     if alive(pid) {
-        let diff = before.diff(&HostSnapshot::of_with_ids(&engine, &[id]), &Ignore::none());
+        let diff = before.settled_diff(&engine, &[id], &Ignore::none());
         problems.push(format!(
             "the container's process {pid} outlived its shim and `docker rm`; left then:\n{}",
             diff.join("\n")
@@ -223,7 +223,7 @@ fn sigkill_of_a_shim_reports_the_container_exited() {
             let _ = std::fs::remove_dir(cg);
         }
     }
-    let leaks = before.diff(&HostSnapshot::of_with_ids(&engine, &[id]), &Ignore::none());
+    let leaks = before.settled_diff(&engine, &[id], &Ignore::none());
     if !leaks.is_empty() {
         problems.push(format!("left behind:\n{}", leaks.join("\n")));
     }
@@ -288,7 +288,7 @@ fn assert_consistent(engine: &Engine, round: &str, before: &HostSnapshot, leaks:
         .chain(listed.iter().map(|(id, _)| id))
         .map(String::as_str)
         .collect();
-    let diff = before.diff(&HostSnapshot::of_with_ids(engine, &ids), &Ignore::none());
+    let diff = before.settled_diff(engine, &ids, &Ignore::none());
     if !diff.is_empty() {
         let states: Vec<String> = listed
             .iter()

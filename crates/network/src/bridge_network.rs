@@ -169,16 +169,6 @@ pub fn veth_name(container_id: &str) -> String {
     }
 }
 
-/// Deletes a container's host-side veth if it still exists. A container's exit leaves
-/// the veth to the kernel, which removes it with the network namespace but asynchronously
-/// (netns cleanup runs in a workqueue); `rm` calls this so that no link of the container
-/// outlives the call that removed it. Returns whether a link was deleted.
-pub fn delete_container_veth(container_id: &str) -> Result<bool> {
-    check_container_id(container_id)?;
-    let mut nl = Netlink::new()?;
-    Ok(detach_container(&mut nl, &veth_name(container_id))?)
-}
-
 /// Whether a link name has the shape [`veth_name`] gives.
 pub fn is_veth_name(name: &str) -> bool {
     name.len() == 13

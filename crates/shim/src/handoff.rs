@@ -1,13 +1,16 @@
-//! The shim hands itself over to a fresh image of its own binary once the container runs.
+//! The shim hands itself over to a fresh image of its own binary once it has been idle for
+//! a moment after the start (`Server::hand_off_when_idle`).
 //!
 //! Creating a container runs most of the runtime library (spec parsing, namespaces, mounts,
 //! cgroups, seccomp), and the pages that code faulted in stay in the shim's resident set for
 //! as long as the container lives, although the shim never runs that code again: about
 //! 2 MB of text and 0.3 MB of heap. A shim lives as long as its container and there is one
-//! per container, so `start` re-executes `/proc/self/exe serve` with the open descriptors
-//! (listening socket, the container's stdio, the log) and the few facts the event loop
-//! needs. The container's init stays our child: the pid, the subreaper flag, the blocked
-//! SIGCHLD and any pending SIGCHLD all survive execve(2).
+//! per container, so the shim re-executes `/proc/self/exe serve` with the open descriptors
+//! (listening socket, the container's stdio, the log), the log's partial lines and the few
+//! facts the event loop needs. The container's init stays our child: the pid, the
+//! subreaper flag, the blocked SIGCHLD and any pending SIGCHLD all survive execve(2).
+//! Waiting for an idle moment keeps the exec off the start (a `run --rm` of a short
+//! program never pays for it) and out of any client's or exec's way.
 //!
 //! `serve` is not a user command: its argument is this module's JSON, and it refuses
 //! anything else.
@@ -47,6 +50,8 @@ struct Handoff {
     stdout_fd: Option<RawFd>,
     stderr_fd: Option<RawFd>,
     log: RawFd,
+    /// The log's partial lines of stdout and stderr (a prompt without its newline).
+    partial: [Vec<u8>; 2],
     null: RawFd,
     own_log: RawFd,
 }
@@ -63,7 +68,7 @@ pub struct Parts {
 }
 
 impl Parts {
-    pub fn into_server(self) -> Result<Server> {
+    pub fn into_server(self, partial: [Vec<u8>; 2]) -> Result<Server> {
         Server::new(
             self.req,
             self.own,
@@ -71,7 +76,7 @@ impl Parts {
             self.listener,
             sigchld_fd()?,
             self.launched,
-            JsonLog::new(self.log),
+            JsonLog::resume(self.log, partial),
             self.started,
         )
     }
@@ -104,7 +109,7 @@ fn set_cloexec(fd: RawFd, on: bool) -> Result<()> {
 
 /// Re-executes the shim as `serve` with `parts`. Returns only if that failed, with the
 /// parts back (every descriptor close-on-exec again) so the caller can serve in this image.
-pub fn reexec(parts: Parts) -> (Parts, anyhow::Error) {
+pub fn reexec(parts: Parts, partial: [Vec<u8>; 2]) -> (Parts, anyhow::Error) {
     let (pty, stdin_fd, stdout_fd, stderr_fd) = match &parts.launched.stdio {
         Stdio::Terminal { master } => (Some(master.as_raw_fd()), None, None, None),
         Stdio::Pipes {
@@ -133,6 +138,7 @@ pub fn reexec(parts: Parts) -> (Parts, anyhow::Error) {
         stdout_fd,
         stderr_fd,
         log: parts.log.as_raw_fd(),
+        partial,
         null: parts.own.null.as_raw_fd(),
         own_log: parts.own.log.as_raw_fd(),
     };
@@ -174,7 +180,7 @@ impl Handoff {
     /// Takes ownership of the inherited descriptors, after checking each is open and
     /// distinct: a handoff is only ever made by `reexec`, and anything else is refused
     /// before a descriptor is adopted.
-    fn into_parts(self) -> Result<Parts> {
+    fn into_parts(self) -> Result<(Parts, [Vec<u8>; 2])> {
         let fds = self.fds();
         for (i, fd) in fds.iter().enumerate() {
             if *fd <= 2 || fds[..i].contains(fd) {
@@ -198,7 +204,7 @@ impl Handoff {
                 _ => bail!("not a handoff from `berth-shim start`: no output descriptors"),
             },
         };
-        Ok(Parts {
+        let parts = Parts {
             req: launch::Request {
                 id: self.id,
                 bundle: self.bundle,
@@ -218,7 +224,8 @@ impl Handoff {
             },
             log: std::fs::File::from(own(self.log)),
             started: self.started,
-        })
+        };
+        Ok((parts, self.partial))
     }
 }
 
@@ -235,9 +242,9 @@ pub fn serve(args: &[String]) -> i32 {
             "`serve` is internal to `berth-shim start` (usage: berth-shim start --help)"
         )),
     };
-    let server = parts.and_then(|p| {
+    let server = parts.and_then(|(p, partial)| {
         let (root, id) = (p.req.root.path.clone(), p.req.id.clone());
-        p.into_server().inspect_err(|_| {
+        p.into_server(partial).inspect_err(|_| {
             // Nobody can reach this container any more: take it down rather than orphan it.
             let _ = berth_runtime::lifecycle::delete(&StateRoot::new(root), &id, true);
         })
@@ -275,6 +282,7 @@ mod tests {
             stdout_fd: Some(1),
             stderr_fd: Some(2),
             log: 0,
+            partial: [Vec::new(), Vec::new()],
             null: 0,
             own_log: 0,
         };

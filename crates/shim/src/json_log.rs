@@ -36,11 +36,14 @@ fn slot(stream: u8) -> usize {
 }
 
 impl JsonLog {
-    pub fn new(file: File) -> JsonLog {
-        JsonLog {
-            file,
-            partial: [Vec::new(), Vec::new()],
-        }
+    /// A log that goes on from another image's, with its partial lines (a shell's prompt).
+    pub fn resume(file: File, partial: [Vec<u8>; 2]) -> JsonLog {
+        JsonLog { file, partial }
+    }
+
+    /// The file and the partial lines of stdout and stderr, for a handoff.
+    pub fn into_parts(self) -> (File, [Vec<u8>; 2]) {
+        (self.file, self.partial)
     }
 
     /// Adds output of `stream` (1 stdout, 2 stderr); writes every line it completes.
@@ -114,7 +117,7 @@ mod tests {
     #[test]
     fn lines_are_split_and_partials_held() {
         let path = std::env::temp_dir().join(format!("berth-shim-log-{}", std::process::id()));
-        let mut log = JsonLog::new(File::create(&path).unwrap());
+        let mut log = JsonLog::resume(File::create(&path).unwrap(), Default::default());
         log.write(1, b"one\ntw");
         log.write(2, b"err\n");
         log.write(1, b"o\nthree");
@@ -138,9 +141,24 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_line_survives_a_handoff() {
+        let path = std::env::temp_dir().join(format!("berth-shim-loghand-{}", std::process::id()));
+        let mut log = JsonLog::resume(File::create(&path).unwrap(), Default::default());
+        log.write(1, b"/ # ");
+        let (file, partial) = log.into_parts();
+        assert_eq!(partial[0], b"/ # ");
+        let mut log = JsonLog::resume(file, partial);
+        log.write(1, b"ls\n");
+        let e = entries(&path);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0]["log"], "/ # ls\n");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn a_long_partial_line_is_flushed_at_16k() {
         let path = std::env::temp_dir().join(format!("berth-shim-log16-{}", std::process::id()));
-        let mut log = JsonLog::new(File::create(&path).unwrap());
+        let mut log = JsonLog::resume(File::create(&path).unwrap(), Default::default());
         log.write(1, &[b'x'; MAX_PARTIAL + 10]);
         assert_eq!(entries(&path).len(), 1);
         std::fs::remove_file(&path).unwrap();

@@ -9,8 +9,8 @@
 //! `start` detaches (fork, setsid, PR_SET_CHILD_SUBREAPER; stdin and stdout on /dev/null,
 //! stderr on `STATE_DIR/shim.log`), creates the container through the runtime library in
 //! its own process (the container's init is the shim's child), starts it, and then serves
-//! `STATE_DIR/shim.sock` from a fresh image of itself (`handoff.rs`: the creation code's
-//! pages do not stay resident for the container's lifetime). The command returns 0 once the container runs, or 1 with the
+//! `STATE_DIR/shim.sock`; once idle it goes on from a fresh image of itself (`handoff.rs`:
+//! the creation code's pages do not stay resident for the container's lifetime). The command returns 0 once the container runs, or 1 with the
 //! error as one line on stderr, in which case nothing is left behind (no shim, no runtime
 //! state, no cgroup; `STATE_DIR` is removed if `start` made it). `--no-start` leaves the
 //! container created (parked) until a `start` request, so that a client can attach first
@@ -228,10 +228,11 @@ fn shim_main(args: StartArgs, report: OwnedFd) -> i32 {
         Ok(parts) => {
             let _ = nix::unistd::write(&report, &[0]);
             drop(report);
-            let (parts, e) = handoff::reexec(parts);
-            eprintln!("berth-shim: serving without a fresh image: {e:#}");
-            match parts.into_server() {
-                Ok(server) => server.run(),
+            match parts.into_server([Vec::new(), Vec::new()]) {
+                Ok(mut server) => {
+                    server.hand_off_when_idle();
+                    server.run()
+                }
                 Err(e) => {
                     eprintln!("berth-shim: {e:#}");
                     let _ = berth_runtime::lifecycle::delete(

@@ -122,6 +122,11 @@ impl StdinWriter {
         self.flush();
     }
 
+    /// The descriptor, for a handoff (nothing may be pending: see `Server::idle`).
+    pub fn into_fd(self) -> Option<OwnedFd> {
+        self.fd
+    }
+
     /// The process is gone: drop the descriptor and whatever was still to be written.
     pub fn discard(&mut self) {
         self.fd = None;

@@ -7,6 +7,7 @@
 //! and client input is not read while stdin has a write pending.
 
 use crate::exec_session::{self, ExecRequest, ExecSession};
+use crate::handoff::{self, Parts};
 use crate::json_log::JsonLog;
 use crate::launch::{self, Launched, OwnStdio, Stdio};
 use crate::process_io::{read_fd, set_nonblocking, Output, StdinWriter};
@@ -124,7 +125,14 @@ pub struct Server {
     /// Every exec of this container, finished ones included (for `exec_wait`); indices are
     /// stable, clients refer to them.
     execs: Vec<ExecSession>,
+    /// When to hand the loop over to a fresh image of the shim (`handoff.rs`), if it is
+    /// idle then; put off while it is not. None once handed over.
+    handoff_at: Option<Instant>,
 }
+
+/// How long a shim is idle after the start before it hands itself over. A container that
+/// lives shorter never pays for the exec; one that lives longer sheds the creation code.
+const HANDOFF_IDLE: Duration = Duration::from_millis(500);
 
 /// What one slot of the poll set belongs to.
 #[derive(Clone, Copy)]
@@ -222,7 +230,75 @@ impl Server {
             quit: false,
             own,
             execs: Vec::new(),
+            handoff_at: None,
         })
+    }
+
+    /// Hand over to a fresh image once idle ([`HANDOFF_IDLE`] from now, or later).
+    pub fn hand_off_when_idle(&mut self) {
+        self.handoff_at = Some(Instant::now() + HANDOFF_IDLE);
+    }
+
+    /// Nothing in flight that a handoff would have to carry: no client, no exec (their
+    /// exit codes live here), no pending stdin, the container running (or parked) with its
+    /// output open.
+    fn idle(&self) -> bool {
+        self.clients.is_empty()
+            && self.execs.is_empty()
+            && self.exit_code.is_none()
+            && self.exited_at.is_none()
+            && !self.stdin.has_pending()
+            && !self.outputs.is_empty()
+            && self.outputs.iter().all(|o| o.fd.is_some())
+    }
+
+    /// Back into what `setup` made, for [`handoff::reexec`](crate::handoff::reexec). Only
+    /// when [`Server::idle`].
+    fn into_parts(self) -> (Parts, [Vec<u8>; 2]) {
+        let mut outputs = self.outputs.into_iter().filter_map(|o| o.fd);
+        let stdio = match self.pty {
+            Some(master) => Stdio::Terminal { master },
+            None => {
+                let (stdout, stderr) = (outputs.next(), outputs.next());
+                match (stdout, stderr) {
+                    (Some(stdout), Some(stderr)) => Stdio::Pipes {
+                        stdin: self.stdin.into_fd(),
+                        stdout,
+                        stderr,
+                    },
+                    // `idle` saw both open.
+                    _ => unreachable!("a pipes container without its two outputs"),
+                }
+            }
+        };
+        let (log, partial) = self.log.into_parts();
+        let parts = Parts {
+            req: self.req,
+            own: self.own,
+            state_dir: self.state_dir,
+            listener: self.listener,
+            launched: Launched {
+                pid: self.init,
+                stdio,
+            },
+            log,
+            started: self.started,
+        };
+        (parts, partial)
+    }
+
+    /// Re-executes the shim with this loop's state; if that fails, goes on serving here.
+    fn hand_off(self) -> i32 {
+        let (parts, partial) = self.into_parts();
+        let (parts, e) = handoff::reexec(parts, partial.clone());
+        eprintln!("berth-shim: serving without a fresh image: {e:#}");
+        match parts.into_server(partial) {
+            Ok(server) => server.run(),
+            Err(e) => {
+                eprintln!("berth-shim: {e:#}");
+                1
+            }
+        }
     }
 
     /// Serves until `delete`; returns the shim's exit status.
@@ -244,8 +320,20 @@ impl Server {
                 .filter_map(|e| e.exited_at)
                 .chain(self.exited_at.filter(|_| self.finished.is_none()))
                 .min();
-            let timeout = match draining {
-                Some(t) => DRAIN_GRACE.saturating_sub(t.elapsed()).as_millis() as i32 + 1,
+            if let Some(at) = self.handoff_at {
+                if Instant::now() >= at {
+                    if self.idle() {
+                        return self.hand_off();
+                    }
+                    self.handoff_at = Some(Instant::now() + HANDOFF_IDLE);
+                }
+            }
+            let drain = draining.map(|t| DRAIN_GRACE.saturating_sub(t.elapsed()));
+            let handoff = self
+                .handoff_at
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = match drain.into_iter().chain(handoff).min() {
+                Some(d) => d.as_millis() as i32 + 1,
                 None => -1,
             };
             // SAFETY: poll(2) over a live array of pollfd.

@@ -147,17 +147,30 @@ fn start_returns_with_the_container_running_and_the_shim_outlives_its_parent() {
         "{init_status}"
     );
 
-    // The shim serves from a fresh image of itself (handoff.rs), named as before, with the
-    // container's id in its command line for the daemon's leftover-shim scan.
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let argv: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    // Once idle, the shim serves from a fresh image of itself (handoff.rs), named as
+    // before, with the container's id in its command line for the daemon's leftover-shim
+    // scan. It is a step of the shim's own, awaited here (not a measurement).
+    let argv = || -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap()
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+    while argv().get(1).map(String::as_str) != Some("serve") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no handoff: {:?}",
+            argv()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(
-        argv[..3],
+        argv()[..3],
         ["berth-shim", "serve", &format!("--id={}", shim.id)]
     );
+    assert_eq!(shim.pid(), pid, "the same process, a new image");
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim(), "berth-shim");
     // Nothing but the handed-over descriptors survived the exec: stdio, the listener, the

@@ -152,6 +152,23 @@ impl HostSnapshot {
         lines
     }
 
+    /// [`diff`](Self::diff) against a snapshot of `engine` now (tracing also `ids`), taken
+    /// again for up to five seconds while the only differences are container veths that
+    /// appeared: a stopped container's veth goes with its network namespace, which the
+    /// kernel tears down asynchronously after berthd removed it. Anything else counts at
+    /// once, and a veth still there after the wait is a leak.
+    pub fn settled_diff(&self, engine: &Engine, ids: &[&str], ignore: &Ignore) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let diff = self.diff(&HostSnapshot::of_with_ids(engine, ids), ignore);
+            let only_veths = diff.iter().all(|l| is_veth_line(l, "+ link: "));
+            if diff.is_empty() || !only_veths || std::time::Instant::now() >= deadline {
+                return diff;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Panics with a readable diff if `after` differs from this snapshot.
     #[track_caller]
     pub fn assert_same_as(&self, after: &HostSnapshot, ignore: &Ignore) {
@@ -176,8 +193,7 @@ impl HostSnapshot {
     #[track_caller]
     pub fn assert_no_leaks(&self, engine: &Engine, ignore: &Ignore) {
         let ids: Vec<&str> = self.ids.iter().map(String::as_str).collect();
-        let after = HostSnapshot::of_with_ids(engine, &ids);
-        let diff = self.diff(&after, ignore);
+        let diff = self.settled_diff(engine, &ids, ignore);
         if !diff.is_empty() {
             panic!(
                 "leaks of engine {} ({} differences):\n{}\n--- berthd log (tail) ---\n{}",
@@ -432,18 +448,34 @@ fn is_zombie(pid: i32) -> bool {
 /// What a stopped engine must not hold after its containers were removed through the API:
 /// a container's veth (a link of its bridge, or one named after a container id) or a
 /// firewall rule of a container. The bridge and its network-wide rules stay until teardown.
+/// Container veths get the kernel's asynchronous namespace teardown as in
+/// [`HostSnapshot::settled_diff`].
 pub fn container_endpoints_left(engine: &Engine) -> Vec<String> {
-    let snap = HostSnapshot::of(engine);
-    let links = snap
-        .links
-        .iter()
-        .filter(|l| **l != engine.bridge)
-        .map(|l| format!("link {l}"));
-    let rules = snap
-        .nft
-        .iter()
-        .chain(&snap.iptables)
-        .filter(|r| r.contains("berth:ctr="))
-        .map(|r| format!("rule {r}"));
-    links.chain(rules).collect()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let snap = HostSnapshot::of(engine);
+        let links = snap
+            .links
+            .iter()
+            .filter(|l| **l != engine.bridge)
+            .map(|l| format!("link {l}"));
+        let rules = snap
+            .nft
+            .iter()
+            .chain(&snap.iptables)
+            .filter(|r| r.contains("berth:ctr="))
+            .map(|r| format!("rule {r}"));
+        let left: Vec<String> = links.chain(rules).collect();
+        let only_veths = left.iter().all(|l| is_veth_line(l, "link "));
+        if left.is_empty() || !only_veths || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `line` is `prefix` and a container veth's name.
+fn is_veth_line(line: &str, prefix: &str) -> bool {
+    line.strip_prefix(prefix)
+        .is_some_and(berth_network::bridge_network::is_veth_name)
 }
