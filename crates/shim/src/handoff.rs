@@ -26,7 +26,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 /// The subcommand of the fresh image.
@@ -54,6 +54,9 @@ struct Handoff {
     partial: [Vec<u8>; 2],
     null: RawFd,
     own_log: RawFd,
+    /// Clients waiting for the exit (`{"op":"wait"}` answered later).
+    #[serde(default)]
+    waiters: Vec<RawFd>,
 }
 
 /// What `setup` made, before it becomes a [`Server`].
@@ -65,6 +68,8 @@ pub struct Parts {
     pub launched: Launched,
     pub log: std::fs::File,
     pub started: bool,
+    /// Connections of clients waiting for the exit.
+    pub waiters: Vec<UnixStream>,
 }
 
 impl Parts {
@@ -78,6 +83,7 @@ impl Parts {
             self.launched,
             JsonLog::resume(self.log, partial),
             self.started,
+            self.waiters,
         )
     }
 }
@@ -141,6 +147,7 @@ pub fn reexec(parts: Parts, partial: [Vec<u8>; 2]) -> (Parts, anyhow::Error) {
         partial,
         null: parts.own.null.as_raw_fd(),
         own_log: parts.own.log.as_raw_fd(),
+        waiters: parts.waiters.iter().map(|w| w.as_raw_fd()).collect(),
     };
     let fds = handoff.fds();
     let err = (|| -> Result<std::convert::Infallible> {
@@ -174,6 +181,7 @@ impl Handoff {
             .chain(self.stdin_fd)
             .chain(self.stdout_fd)
             .chain(self.stderr_fd)
+            .chain(self.waiters.iter().copied())
             .collect()
     }
 
@@ -224,6 +232,11 @@ impl Handoff {
             },
             log: std::fs::File::from(own(self.log)),
             started: self.started,
+            waiters: self
+                .waiters
+                .iter()
+                .map(|w| UnixStream::from(own(*w)))
+                .collect(),
         };
         Ok((parts, self.partial))
     }
@@ -285,6 +298,7 @@ mod tests {
             partial: [Vec::new(), Vec::new()],
             null: 0,
             own_log: 0,
+            waiters: Vec::new(),
         };
         let err = h
             .into_parts()

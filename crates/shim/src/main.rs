@@ -370,6 +370,7 @@ fn setup(args: &StartArgs, own: launch::OwnStdio) -> Result<handoff::Parts> {
         launched,
         log,
         started: !args.no_start,
+        waiters: Vec::new(),
     })
 }
 

@@ -169,6 +169,7 @@ impl Server {
         launched: Launched,
         log: JsonLog,
         started: bool,
+        waiters: Vec<UnixStream>,
     ) -> Result<Server> {
         listener
             .set_nonblocking(true)
@@ -223,7 +224,16 @@ impl Server {
             pty,
             outputs,
             log,
-            clients: Vec::new(),
+            clients: waiters
+                .into_iter()
+                .map(|sock| Client {
+                    sock,
+                    mode: Mode::Waiting,
+                    out: Vec::new(),
+                    close_when_flushed: false,
+                    dead: false,
+                })
+                .collect(),
             exit_code: None,
             exited_at: None,
             finished: None,
@@ -239,11 +249,13 @@ impl Server {
         self.handoff_at = Some(Instant::now() + HANDOFF_IDLE);
     }
 
-    /// Nothing in flight that a handoff would have to carry: no client, no exec (their
-    /// exit codes live here), no pending stdin, the container running (or parked) with its
-    /// output open.
+    /// Nothing in flight that a handoff could not carry: clients only waiting for the exit
+    /// (the daemon keeps one per container), no exec (their exit codes live here), no
+    /// pending stdin, the container running (or parked) with its output open.
     fn idle(&self) -> bool {
-        self.clients.is_empty()
+        self.clients
+            .iter()
+            .all(|c| matches!(c.mode, Mode::Waiting) && c.out.is_empty() && !c.dead)
             && self.execs.is_empty()
             && self.exit_code.is_none()
             && self.exited_at.is_none()
@@ -272,6 +284,7 @@ impl Server {
             }
         };
         let (log, partial) = self.log.into_parts();
+        let waiters = self.clients.into_iter().map(|c| c.sock).collect();
         let parts = Parts {
             req: self.req,
             own: self.own,
@@ -283,6 +296,7 @@ impl Server {
             },
             log,
             started: self.started,
+            waiters,
         };
         (parts, partial)
     }

@@ -147,6 +147,11 @@ fn start_returns_with_the_container_running_and_the_shim_outlives_its_parent() {
         "{init_status}"
     );
 
+    // A client waiting for the exit (as berthd keeps one per container) does not hold the
+    // handoff back, and gets its answer from the fresh image.
+    let mut waiter = shim.connect();
+    std::io::Write::write_all(&mut waiter, b"{\"op\":\"wait\"}\n").unwrap();
+
     // Once idle, the shim serves from a fresh image of itself (handoff.rs), named as
     // before, with the container's id in its command line for the daemon's leftover-shim
     // scan. It is a step of the shim's own, awaited here (not a measurement).
@@ -174,11 +179,12 @@ fn start_returns_with_the_container_running_and_the_shim_outlives_its_parent() {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim(), "berth-shim");
     // Nothing but the handed-over descriptors survived the exec: stdio, the listener, the
-    // container's stdout and stderr, the log, our /dev/null and shim.log, the signalfd.
+    // container's stdout and stderr, the log, our /dev/null and shim.log, the signalfd,
+    // the waiter's connection.
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count();
-    assert!(fds <= 10, "{fds} descriptors open in the shim");
+    assert!(fds <= 11, "{fds} descriptors open in the shim");
 
     // VmRSS counts the binary's and libc's pages, shared by every shim; RssAnon is what
     // one more shim really costs.
@@ -201,6 +207,13 @@ fn start_returns_with_the_container_running_and_the_shim_outlives_its_parent() {
         json!({"ok": true})
     );
     assert_eq!(shim.request(json!({"op": "wait"}))["exit_code"], 137);
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut waiter), &mut answer).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        answer["exit_code"], 137,
+        "the waiter from before the handoff"
+    );
     assert!(shim.state_dir().join("exit.json").exists());
     // Killing an exited container is an error, not a crash.
     assert!(shim.request(json!({"op": "kill", "signal": 9}))["error"].is_string());
