@@ -158,15 +158,10 @@ impl HostSnapshot {
     /// kernel tears down asynchronously after berthd removed it. Anything else counts at
     /// once, and a veth still there after the wait is a leak.
     pub fn settled_diff(&self, engine: &Engine, ids: &[&str], ignore: &Ignore) -> Vec<String> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let diff = self.diff(&HostSnapshot::of_with_ids(engine, ids), ignore);
-            let only_veths = diff.iter().all(|l| is_veth_line(l, "+ link: "));
-            if diff.is_empty() || !only_veths || std::time::Instant::now() >= deadline {
-                return diff;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        settled(
+            || self.diff(&HostSnapshot::of_with_ids(engine, ids), ignore),
+            "+ link: ",
+        )
     }
 
     /// Panics with a readable diff if `after` differs from this snapshot.
@@ -451,8 +446,7 @@ fn is_zombie(pid: i32) -> bool {
 /// Container veths get the kernel's asynchronous namespace teardown as in
 /// [`HostSnapshot::settled_diff`].
 pub fn container_endpoints_left(engine: &Engine) -> Vec<String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
+    let left = || {
         let snap = HostSnapshot::of(engine);
         let links = snap
             .links
@@ -465,10 +459,20 @@ pub fn container_endpoints_left(engine: &Engine) -> Vec<String> {
             .chain(&snap.iptables)
             .filter(|r| r.contains("berth:ctr="))
             .map(|r| format!("rule {r}"));
-        let left: Vec<String> = links.chain(rules).collect();
-        let only_veths = left.iter().all(|l| is_veth_line(l, "link "));
-        if left.is_empty() || !only_veths || std::time::Instant::now() >= deadline {
-            return left;
+        links.chain(rules).collect()
+    };
+    settled(left, "link ")
+}
+
+/// `lines()` again, for up to five seconds, while all it lists are container veths
+/// (`veth_prefix` and a veth's name): the kernel's namespace teardown removes those.
+fn settled(mut lines: impl FnMut() -> Vec<String>, veth_prefix: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let found = lines();
+        let only_veths = found.iter().all(|l| is_veth_line(l, veth_prefix));
+        if found.is_empty() || !only_veths || std::time::Instant::now() >= deadline {
+            return found;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
