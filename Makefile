@@ -8,6 +8,8 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
 RUNTIME_BIN := target/release/berth-runtime
+# The shim berthd runs per container: static musl, from scripts/build-shim.sh.
+SHIM_BIN := $(CURDIR)/target/shim/berth-shim
 CONFORMANCE := target/release/oci-conformance
 # The conformance suite's in-container helper, static (runtime-spec-tests/src/probe_build.rs).
 PROBE_TARGET := x86_64-unknown-linux-gnu
@@ -22,6 +24,7 @@ all: build
 
 build:
 	$(CARGO) build --release --workspace
+	scripts/build-shim.sh
 
 deps:
 	scripts/install-deps.sh
@@ -50,9 +53,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The daemon tests run berthd with the shim users get (BERTH_TEST_SHIM: the static build).
 test: deps lint
 	$(CARGO) build --workspace --release
-	$(CARGO) test --workspace --release -- --test-threads=4
+	scripts/build-shim.sh
+	BERTH_TEST_SHIM=$(SHIM_BIN) $(CARGO) test --workspace --release -- --test-threads=4
 	$(CONFORMANCE) --runtime $(RUNTIME_BIN)
 
 # Its own target dir, so the crt-static flags never reach the workspace's normal build.

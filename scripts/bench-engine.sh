@@ -23,7 +23,9 @@
 # cgroups, the temp dir), and the host is checked against what it was before.
 #
 # Environment (all optional):
-#   BIN_DIR           berthd, berth, berth-shim (default target/release)
+#   BIN_DIR           berthd, berth (default target/release)
+#   SHIM              the berth-shim berthd runs (default target/shim/berth-shim, the static
+#                     build of scripts/build-shim.sh, else BIN_DIR/berth-shim)
 #   BENCH_RUNS        hyperfine runs per command (default 30)
 #   DOCKERD, DOCKER   Docker's daemon and client (default dockerd, /usr/bin/docker)
 #   BENCH_BERTH_SUBNET, BENCH_DOCKER_SUBNET   bridge subnets (10.99.0.0/24, 10.98.0.0/24)
@@ -32,6 +34,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 bin=${BIN_DIR:-target/release}
+shim=${SHIM:-target/shim/berth-shim}
+[ -x "$shim" ] || shim=$bin/berth-shim
 runs=${BENCH_RUNS:-30}
 dockerd_bin=${DOCKERD:-dockerd}
 docker_bin=${DOCKER:-/usr/bin/docker}
@@ -48,8 +52,8 @@ die() {
 }
 note() { echo "bench-engine: $*" >&2; }
 [ "$(id -u)" -eq 0 ] || die "must run as root"
-for b in berthd berth berth-shim; do
-	[ -x "$bin/$b" ] || die "$bin/$b not found; run 'make build' first"
+for b in "$bin/berthd" "$bin/berth" "$shim"; do
+	[ -x "$b" ] || die "$b not found; run 'make build' first"
 done
 for tool in hyperfine jq ip nft findmnt; do
 	command -v "$tool" >/dev/null || die "$tool not found; run scripts/install-deps.sh"
@@ -65,7 +69,7 @@ dsock=$dir/docker.sock
 export DOCKER_CONFIG=$dir/docker-client
 daemon=(
 	"$bin/berthd" --host "unix://$sock" --data-root "$dir/berth-data" --exec-root "$dir/berth-exec"
-	--bridge "$berth_bridge" --bridge-subnet "$berth_subnet"
+	--bridge "$berth_bridge" --bridge-subnet "$berth_subnet" --shim-path "$shim"
 )
 berth() { "$bin/berth" -H "unix://$sock" "$@"; }
 docker() { "$docker_bin" -H "unix://$dsock" "$@"; }
@@ -388,4 +392,7 @@ row_kib "shim PSS, ten running containers" "$berth_shim_pss" "${docker_shim_pss:
 echo "(mean ± stddev of hyperfine -N; RSS = VmRSS: berthd vs dockerd + containerd$(
 	[ -n "$docker_ok" ] && printf ' (%s + %s after the runs)' "$(mib "$dockerd_idle")" "$(mib "$containerd_idle")"
 ), berth-shim vs ${docker_shim_name:-containerd-shim-runc-v2})"
+echo "(berth-shim measured: $shim, $(
+	grep -q 'program interpreter' <(readelf -l "$shim" 2>/dev/null) && echo dynamically linked || echo static
+))"
 [ -n "$docker_ok" ] || echo "(docker: not measured, see above)"

@@ -13,6 +13,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 bin=${BIN_DIR:-target/release}
+shim=${SHIM:-target/shim/berth-shim}
+[ -x "$shim" ] || shim=$bin/berth-shim
 secs=${BENCH_SECONDS:-5}
 runs=${BENCH_RUNS:-30}
 for tool in iperf3 hyperfine jq; do
@@ -22,7 +24,7 @@ dir=$(mktemp -d /tmp/berth-bench-net.XXXXXX)
 sock=$dir/berth.sock
 daemon=(
 	"$bin/berthd" --host "unix://$sock" --data-root "$dir/data" --exec-root "$dir/exec"
-	--bridge bnbench0 --bridge-subnet "${BENCH_SUBNET:-10.213.78.0/24}"
+	--bridge bnbench0 --bridge-subnet "${BENCH_SUBNET:-10.213.78.0/24}" --shim-path "$shim"
 )
 berth() { "$bin/berth" -H "unix://$sock" "$@"; }
 cleanup() {

@@ -6,13 +6,16 @@
 set -euo pipefail
 
 bin=${BIN_DIR:-target/release}
+# The static shim of scripts/build-shim.sh (what `make install` installs), else the plain one.
+shim=${SHIM:-target/shim/berth-shim}
+[ -x "$shim" ] || shim=$bin/berth-shim
 dir=$(mktemp -d /tmp/berth-demo.XXXXXX)
 sock=$dir/berth.sock
 bridge=bdemo0
 subnet=${DEMO_SUBNET:-10.213.77.0/24}
 daemon=(
 	"$bin/berthd" --host "unix://$sock" --data-root "$dir/data" --exec-root "$dir/exec"
-	--bridge "$bridge" --bridge-subnet "$subnet"
+	--bridge "$bridge" --bridge-subnet "$subnet" --shim-path "$shim"
 )
 berth() { "$bin/berth" -H "unix://$sock" "$@"; }
 

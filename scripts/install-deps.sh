@@ -75,3 +75,13 @@ if [ "${#components[@]}" -gt 0 ]; then
 	echo "install-deps: adding rust components ${components[*]}"
 	rustup component add "${components[@]}"
 fi
+
+# berth-shim is built static against musl (scripts/build-shim.sh says why). Not fatal when
+# rustup cannot fetch it: build-shim.sh then falls back to the glibc build.
+musl=x86_64-unknown-linux-musl
+if [ "$(uname -m)" = x86_64 ] && command -v rustup >/dev/null 2>&1 &&
+	! rustup target list --installed 2>/dev/null | grep -x "$musl" >/dev/null; then
+	echo "install-deps: adding rust target $musl (for berth-shim)"
+	rustup target add "$musl" ||
+		echo "install-deps: cannot add $musl; berth-shim will be glibc-linked (bigger)" >&2
+fi

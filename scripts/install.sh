@@ -6,6 +6,8 @@
 #   DESTDIR  stage into this directory instead of /, for packaging: then no group is
 #            created and systemd is not reloaded, and root is not needed
 #   BIN_DIR  the built binaries (default ${CARGO_TARGET_DIR:-target}/release)
+#   SHIM     the berth-shim to install (default: the static one scripts/build-shim.sh puts
+#            in ${CARGO_TARGET_DIR:-target}/shim, else BIN_DIR's)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,6 +15,8 @@ PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 BIN_DIR=${BIN_DIR:-$target_dir/release}
+SHIM=${SHIM:-$target_dir/shim/berth-shim}
+[ -x "$SHIM" ] || SHIM=$BIN_DIR/berth-shim
 unit_dir=/etc/systemd/system
 
 if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
@@ -27,8 +31,10 @@ fi
 # berthd is required; the others are installed when they have been built (the CLI may not
 # exist yet in this tree).
 for bin in berthd berth berth-shim berth-runtime; do
-	if [ -x "$BIN_DIR/$bin" ]; then
-		install -D -m 0755 "$BIN_DIR/$bin" "$DESTDIR$PREFIX/bin/$bin"
+	src=$BIN_DIR/$bin
+	[ "$bin" = berth-shim ] && src=$SHIM
+	if [ -x "$src" ]; then
+		install -D -m 0755 "$src" "$DESTDIR$PREFIX/bin/$bin"
 		echo "install: $DESTDIR$PREFIX/bin/$bin"
 	else
 		echo "install: $bin not built, skipping" >&2

@@ -127,6 +127,8 @@ fn run_install(bin_dir: &Path, destdir: &Path) -> std::process::Output {
         .env("DESTDIR", destdir)
         .env("PREFIX", "/usr")
         .env("BIN_DIR", bin_dir)
+        // Not the static shim a `make build` left in target/shim: this test's own.
+        .env("SHIM", bin_dir.join("berth-shim"))
         .output()
         .expect("run scripts/install.sh")
 }

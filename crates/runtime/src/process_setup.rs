@@ -9,7 +9,13 @@ use oci_spec::runtime::{PosixRlimitType, Process};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+/// glibc types `setrlimit`'s resource argument as its own alias, musl as a plain int.
+#[cfg(target_env = "gnu")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type RlimitResource = libc::c_int;
+
+fn rlimit_resource(t: PosixRlimitType) -> RlimitResource {
     match t {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
         PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,

@@ -213,7 +213,7 @@ impl Engine {
             .arg("--bridge-subnet")
             .arg(&self.subnet)
             .arg("--shim-path")
-            .arg(berthd.with_file_name("berth-shim"))
+            .arg(shim_path(&berthd))
             .arg("--log-level")
             .arg("berthd=debug,info")
             .args(&self.daemon_args)
@@ -545,5 +545,15 @@ impl Drop for Engine {
             );
             assert!(user_left.is_empty(), "bridges left behind: {user_left:?}");
         }
+    }
+}
+
+/// The shim the daemons under test run: `BERTH_TEST_SHIM` when set (`make test` sets it to
+/// the static build of scripts/build-shim.sh, the one users get), else the one cargo built
+/// next to berthd.
+pub fn shim_path(berthd: &Path) -> PathBuf {
+    match std::env::var_os("BERTH_TEST_SHIM") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => berthd.with_file_name("berth-shim"),
     }
 }
