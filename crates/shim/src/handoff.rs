@@ -10,7 +10,9 @@
 //! facts the event loop needs. The container's init stays our child: the pid, the
 //! subreaper flag, the blocked SIGCHLD and any pending SIGCHLD all survive execve(2).
 //! Waiting for an idle moment keeps the exec off the start (a `run --rm` of a short
-//! program never pays for it) and out of any client's or exec's way.
+//! program never pays for it) and out of any client's or exec's way. An exec (the runtime
+//! library again) or an attached session that has ended arms another handoff; finished
+//! execs' exit codes go along.
 //!
 //! `serve` is not a user command: its argument is this module's JSON, and it refuses
 //! anything else.
@@ -57,6 +59,9 @@ struct Handoff {
     /// Clients waiting for the exit (`{"op":"wait"}` answered later).
     #[serde(default)]
     waiters: Vec<RawFd>,
+    /// Finished execs' (id, exit code), for `exec_wait`.
+    #[serde(default)]
+    past_execs: Vec<(String, i32)>,
 }
 
 /// What `setup` made, before it becomes a [`Server`].
@@ -70,11 +75,13 @@ pub struct Parts {
     pub started: bool,
     /// Connections of clients waiting for the exit.
     pub waiters: Vec<UnixStream>,
+    /// Finished execs' (id, exit code), from an earlier image.
+    pub past_execs: Vec<(String, i32)>,
 }
 
 impl Parts {
     pub fn into_server(self, partial: [Vec<u8>; 2]) -> Result<Server> {
-        Server::new(
+        let mut server = Server::new(
             self.req,
             self.own,
             self.state_dir,
@@ -84,7 +91,9 @@ impl Parts {
             JsonLog::resume(self.log, partial),
             self.started,
             self.waiters,
-        )
+        )?;
+        server.remember_execs(self.past_execs);
+        Ok(server)
     }
 }
 
@@ -148,6 +157,7 @@ pub fn reexec(parts: Parts, partial: [Vec<u8>; 2]) -> (Parts, anyhow::Error) {
         null: parts.own.null.as_raw_fd(),
         own_log: parts.own.log.as_raw_fd(),
         waiters: parts.waiters.iter().map(|w| w.as_raw_fd()).collect(),
+        past_execs: parts.past_execs.clone(),
     };
     let fds = handoff.fds();
     let err = (|| -> Result<std::convert::Infallible> {
@@ -237,6 +247,7 @@ impl Handoff {
                 .iter()
                 .map(|w| UnixStream::from(own(*w)))
                 .collect(),
+            past_execs: self.past_execs,
         };
         Ok((parts, self.partial))
     }
@@ -263,7 +274,11 @@ pub fn serve(args: &[String]) -> i32 {
         })
     });
     match server {
-        Ok(server) => server.run(),
+        Ok(server) => {
+            // In shim.log: when the container's shim last shed its pages.
+            eprintln!("berth-shim: serving from a fresh image");
+            server.run()
+        }
         Err(e) => {
             eprintln!("berth-shim: {e:#}");
             1
@@ -299,6 +314,7 @@ mod tests {
             null: 0,
             own_log: 0,
             waiters: Vec::new(),
+            past_execs: Vec::new(),
         };
         let err = h
             .into_parts()

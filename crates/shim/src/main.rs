@@ -371,6 +371,7 @@ fn setup(args: &StartArgs, own: launch::OwnStdio) -> Result<handoff::Parts> {
         log,
         started: !args.no_start,
         waiters: Vec::new(),
+        past_execs: Vec::new(),
     })
 }
 

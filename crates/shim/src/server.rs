@@ -125,14 +125,21 @@ pub struct Server {
     /// Every exec of this container, finished ones included (for `exec_wait`); indices are
     /// stable, clients refer to them.
     execs: Vec<ExecSession>,
+    /// Exit codes of execs that finished before a handoff (id, code): `exec_wait` still
+    /// answers for them, and their ids stay taken.
+    past_execs: Vec<(String, i32)>,
     /// When to hand the loop over to a fresh image of the shim (`handoff.rs`), if it is
-    /// idle then; put off while it is not. None once handed over.
+    /// idle then; put off while it is not. None once handed over, until an exec or an
+    /// attached client has come and gone (they bring code and buffers in again).
     handoff_at: Option<Instant>,
 }
 
 /// How long a shim is idle after the start before it hands itself over. A container that
 /// lives shorter never pays for the exec; one that lives longer sheds the creation code.
 const HANDOFF_IDLE: Duration = Duration::from_millis(500);
+
+/// How many finished execs' exit codes a handoff carries.
+const PAST_EXECS_KEPT: usize = 256;
 
 /// What one slot of the poll set belongs to.
 #[derive(Clone, Copy)]
@@ -240,8 +247,22 @@ impl Server {
             quit: false,
             own,
             execs: Vec::new(),
+            past_execs: Vec::new(),
             handoff_at: None,
         })
+    }
+
+    /// The exit codes of execs an earlier image of the shim ran (see `past_execs`).
+    pub fn remember_execs(&mut self, past: Vec<(String, i32)>) {
+        self.past_execs = past;
+    }
+
+    /// After an exec or an attached session ended: hand over again once idle, unless a
+    /// handoff is already due.
+    fn hand_off_again(&mut self) {
+        if self.handoff_at.is_none() {
+            self.hand_off_when_idle();
+        }
     }
 
     /// Hand over to a fresh image once idle ([`HANDOFF_IDLE`] from now, or later).
@@ -250,13 +271,13 @@ impl Server {
     }
 
     /// Nothing in flight that a handoff could not carry: clients only waiting for the exit
-    /// (the daemon keeps one per container), no exec (their exit codes live here), no
-    /// pending stdin, the container running (or parked) with its output open.
+    /// (the daemon keeps one per container), no exec running (finished ones' exit codes go
+    /// along), no pending stdin, the container running (or parked) with its output open.
     fn idle(&self) -> bool {
         self.clients
             .iter()
             .all(|c| matches!(c.mode, Mode::Waiting) && c.out.is_empty() && !c.dead)
-            && self.execs.is_empty()
+            && self.execs.iter().all(|e| e.finished)
             && self.exit_code.is_none()
             && self.exited_at.is_none()
             && !self.stdin.has_pending()
@@ -285,6 +306,16 @@ impl Server {
         };
         let (log, partial) = self.log.into_parts();
         let waiters = self.clients.into_iter().map(|c| c.sock).collect();
+        let mut past_execs = self.past_execs;
+        past_execs.extend(
+            self.execs
+                .into_iter()
+                .map(|e| (e.id, e.exit_code.unwrap_or(0))),
+        );
+        // The newest ones: the daemon asks right after an exec ends, and the handoff's
+        // command line must stay far below the kernel's 128 kB per argument (a health
+        // check every few seconds makes thousands of execs).
+        past_execs.drain(..past_execs.len().saturating_sub(PAST_EXECS_KEPT));
         let parts = Parts {
             req: self.req,
             own: self.own,
@@ -297,6 +328,7 @@ impl Server {
             log,
             started: self.started,
             waiters,
+            past_execs,
         };
         (parts, partial)
     }
@@ -378,7 +410,14 @@ impl Server {
             for e in &mut self.execs {
                 e.outputs.retain(|o| o.fd.is_some());
             }
+            let sessions_ended = self
+                .clients
+                .iter()
+                .any(|c| c.dead && matches!(c.mode, Mode::Attached { .. } | Mode::Exec { .. }));
             self.clients.retain(|c| !c.dead);
+            if sessions_ended {
+                self.hand_off_again();
+            }
         }
     }
 
@@ -731,7 +770,10 @@ impl Server {
                 return self.exec(i, req, rest, input_ended);
             }
             Request::ExecWait { id } => match self.execs.iter().position(|e| e.id == id) {
-                None => protocol::error(format!("no such exec: {id}")),
+                None => match self.past_execs.iter().find(|(past, _)| *past == id) {
+                    Some((_, code)) => protocol::line(&json!({"exit_code": code})),
+                    None => protocol::error(format!("no such exec: {id}")),
+                },
                 Some(e) if self.execs[e].finished => {
                     protocol::line(&json!({"exit_code": self.execs[e].exit_code}))
                 }
@@ -759,7 +801,9 @@ impl Server {
         if !self.started || self.exit_code.is_some() {
             return self.clients[i].reply(protocol::error("container is not running"));
         }
-        if self.execs.iter().any(|e| e.id == req.id) {
+        if self.execs.iter().any(|e| e.id == req.id)
+            || self.past_execs.iter().any(|(id, _)| *id == req.id)
+        {
             let msg = format!("exec {} already exists", req.id);
             return self.clients[i].reply(protocol::error(msg));
         }
@@ -919,6 +963,9 @@ impl Server {
                 _ => {}
             }
         }
+        // The exec ran the runtime library's code in this image (`exec -d` has no client
+        // whose end would say so).
+        self.hand_off_again();
     }
 
     /// Sends what the clients still have coming (briefly, blocking) and leaves.

@@ -231,3 +231,54 @@ fn a_missing_program_is_an_error_answer_and_a_stopped_container_refuses() {
     assert_eq!(answer, json!({"error": "container is not running"}));
     delete(&shim);
 }
+
+/// How many times the shim has started serving from a fresh image (handoff.rs logs it).
+fn handoffs(shim: &Shim) -> usize {
+    std::fs::read_to_string(shim.state_dir().join("shim.log"))
+        .unwrap_or_default()
+        .matches("serving from a fresh image")
+        .count()
+}
+
+#[test]
+fn the_shim_hands_off_again_after_an_exec_and_keeps_its_exit_code() {
+    require_root!();
+    let shim = running();
+    // The handoff after the start: awaited, it is the shim's own step.
+    assert!(
+        eventually(Duration::from_secs(10), || handoffs(&shim) == 1),
+        "no handoff after the start"
+    );
+    let p = process(&shim, &["sh", "-c", "exit 3"]);
+    let (answer, mut s, mut got) = exec(&shim, json!({"op": "exec", "id": "e1", "process": p}));
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert!(read_to_eof(&mut s, &mut got), "the exec's stream ends");
+    // The exec brought the runtime library's code back in; once idle the shim sheds it.
+    assert!(
+        eventually(Duration::from_secs(10), || handoffs(&shim) == 2),
+        "no handoff after the exec: {} so far",
+        handoffs(&shim)
+    );
+    // What the exec left crossed the handoff: its exit code, and its id stays taken.
+    assert_eq!(
+        shim.request(json!({"op": "exec_wait", "id": "e1"})),
+        json!({"exit_code": 3})
+    );
+    let p = process(&shim, &["true"]);
+    let (answer, _, _) = exec(&shim, json!({"op": "exec", "id": "e1", "process": p}));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already exists"),
+        "{answer}"
+    );
+    assert!(
+        shim.request(json!({"op": "exec_wait", "id": "nope"}))["error"].is_string(),
+        "an unknown exec is still unknown"
+    );
+    // Nothing new ran since: no third handoff.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(handoffs(&shim), 2, "a handoff with nothing to shed");
+    stop(&shim);
+}

@@ -292,6 +292,49 @@ fn attach(shim: &Shim, req: Value) -> (std::os::unix::net::UnixStream, Vec<u8>) 
     (s, got)
 }
 
+/// How many times the shim has started serving from a fresh image (handoff.rs logs it).
+fn handoffs(shim: &Shim) -> usize {
+    std::fs::read_to_string(shim.state_dir().join("shim.log"))
+        .unwrap_or_default()
+        .matches("serving from a fresh image")
+        .count()
+}
+
+#[test]
+fn attached_clients_hold_the_handoff_back_and_bring_another_one_when_they_leave() {
+    require_root!();
+    let shim = Shim::new(Bundle::busybox(&["sleep", "1000"]));
+    assert_success(&shim.start(&["--no-start"]), "start");
+    let (s, _) = attach(
+        &shim,
+        json!({"op": "attach", "stdin": false, "stdout": true, "stderr": true}),
+    );
+    assert_eq!(shim.request(json!({"op": "start"})), json!({"ok": true}));
+    // Three times the idle time the handoff waits for: an attached stream is not idle.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(handoffs(&shim), 0, "handed off under an attached client");
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(10), || handoffs(&shim) == 1),
+        "no handoff after the client left"
+    );
+    // A session after the handoff (`docker attach`, then ctrl-p ctrl-q) brings buffers and
+    // code in again: the shim hands off once more when the client is gone.
+    let (s, _) = attach(
+        &shim,
+        json!({"op": "attach", "stdin": false, "stdout": true, "stderr": true}),
+    );
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(10), || handoffs(&shim) == 2),
+        "no handoff after the second client left"
+    );
+    assert_eq!(shim.request(json!({"op": "state"}))["status"], "running");
+    shim.request(json!({"op": "kill", "signal": 9}));
+    assert_eq!(shim.request(json!({"op": "wait"}))["exit_code"], 137);
+    delete_and_check(&shim);
+}
+
 #[test]
 fn attach_to_cat_echoes_stdin_in_frames_and_eof_closes_stdin() {
     require_root!();
