@@ -5,25 +5,12 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::cli::{berth_bin, err, out};
 use support::engine::Engine;
 use support::terminal::TermSession;
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The `berth` CLI, built next to berthd.
-fn berth_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth")
-}
 
 /// One of the two CLIs, run against the engine.
 #[derive(Clone, Copy, Debug)]

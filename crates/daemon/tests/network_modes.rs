@@ -5,49 +5,12 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::cli::{berth, err, fails_with, ok, out};
 use support::engine::Engine;
 use support::leaks::{HostSnapshot, Ignore};
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    out(&o)
-}
-
-/// `docker args` must fail with `want` in its error.
-#[track_caller]
-fn fails_with(engine: &Engine, args: &[&str], want: &str) {
-    let o = engine.docker(args);
-    assert!(
-        !o.status.success(),
-        "docker {args:?} succeeded: {}",
-        out(&o)
-    );
-    assert!(
-        err(&o).contains(want),
-        "docker {args:?}: {want:?} not in {:?}",
-        err(&o)
-    );
-}
 
 /// An API request must answer `status` with `want` in its message.
 #[track_caller]
@@ -531,22 +494,6 @@ fn user_networks_are_isolated_from_each_other_and_the_default_bridge() {
         );
     }
     before.assert_no_leaks(&engine, &Ignore::none());
-}
-
-fn berth(engine: &Engine, args: &[&str]) -> Output {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build -p berth-cli",
-        bin.display()
-    );
-    Command::new(bin)
-        .arg("-H")
-        .arg(format!("unix://{}", engine.sock.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run berth")
 }
 
 #[test]

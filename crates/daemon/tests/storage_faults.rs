@@ -17,17 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_image::Digest;
+use support::cli::{err, out};
 use support::engine::Engine;
 use support::leaks::{HostSnapshot, Ignore};
 use support::registry::Registry;
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[track_caller]
 fn ok(engine: &Engine, args: &[&str]) -> String {
