@@ -8,7 +8,7 @@ mod support;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cli::{berth_bin, err, out};
+use support::cli::{berth_bin, err, out, run_with_stdin};
 use support::engine::Engine;
 use support::terminal::TermSession;
 
@@ -53,24 +53,7 @@ impl Cli {
     }
 
     fn run(self, engine: &Engine, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .command(engine)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{self:?}: {e}"));
-        if let Some(bytes) = stdin {
-            let mut input = child.stdin.take().expect("stdin");
-            input.write_all(bytes).expect("write stdin");
-        }
-        child.wait_with_output().expect("wait")
+        run_with_stdin(self.command(engine).args(args), stdin, &format!("{self:?}"))
     }
 }
 

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_image::Digest;
+use support::oci_layout::{host_arch, write_layout};
 use support::registry::Registry;
 
 /// A running berthd on temp roots; killed and reaped on drop, so a failing test leaves
@@ -320,50 +321,15 @@ impl TestImage {
             .arg(&layer_path)
             .arg("bin"));
         let layer = std::fs::read(&layer_path).expect("layer");
-        let layout = dir.path().join("layout");
-        std::fs::create_dir_all(layout.join("blobs/sha256")).expect("layout");
-        let blob = |bytes: &[u8]| {
-            let d = Digest::of(bytes);
-            std::fs::write(layout.join("blobs/sha256").join(d.hex()), bytes).expect("blob");
-            d
-        };
-        let diff_id = blob(&layer);
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            other => other,
-        };
+        let diff_id = Digest::of(&layer);
         let config = serde_json::json!({
-            "architecture": arch, "os": "linux", "created": "2024-01-02T03:04:05Z",
+            "architecture": host_arch(), "os": "linux", "created": "2024-01-02T03:04:05Z",
             "author": "berth tests",
             "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "Labels": {"berth.test": "yes"}},
             "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]}
         })
         .to_string();
-        let config_digest = blob(config.as_bytes());
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": config_digest.to_string(), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": diff_id.to_string(), "size": layer.len()}]
-        })
-        .to_string();
-        let manifest_digest = blob(manifest.as_bytes());
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "digest": manifest_digest.to_string(), "size": manifest.len(),
-                           "annotations": {"org.opencontainers.image.ref.name": "v1"}}]
-        })
-        .to_string();
-        std::fs::write(layout.join("index.json"), index).expect("index");
-        std::fs::write(
-            layout.join("oci-layout"),
-            r#"{"imageLayoutVersion":"1.0.0"}"#,
-        )
-        .expect("oci-layout");
+        let config_digest = write_layout(&dir.path().join("layout"), &config, &[&layer]);
         TestImage {
             dir,
             config: config_digest,

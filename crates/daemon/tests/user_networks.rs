@@ -8,21 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::cli::{err, fetch, ok, out};
-use support::engine::Engine;
-
-/// A /24 of this engine's own for user networks: the engine's default subnet with the
-/// second octet moved by `shift` (10.77-78.x -> 10.79-80.x, ...), so parallel tests
-/// (each with its own engine subnet) never collide.
-fn user_subnet(engine: &Engine, shift: u8) -> String {
-    let mut octets: Vec<u8> = engine
-        .subnet
-        .trim_end_matches("/24")
-        .split('.')
-        .map(|o| o.parse().expect("octet"))
-        .collect();
-    octets[1] += shift;
-    format!("10.{}.{}.0/24", octets[1], octets[2])
-}
+use support::engine::{user_subnet, Engine};
 
 fn link_exists(name: &str) -> bool {
     let links = std::process::Command::new("ip")

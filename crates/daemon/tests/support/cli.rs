@@ -90,10 +90,20 @@ pub fn berth(engine: &Engine, args: &[&str]) -> Output {
 
 /// `berth -H <engine> args`, `stdin` written to it when given (empty otherwise).
 pub fn berth_stdin(engine: &Engine, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(berth_bin())
-        .arg("-H")
-        .arg(format!("unix://{}", engine.sock.display()))
-        .args(args)
+    run_with_stdin(
+        Command::new(berth_bin())
+            .arg("-H")
+            .arg(format!("unix://{}", engine.sock.display()))
+            .args(args),
+        stdin,
+        "run berth",
+    )
+}
+
+/// Runs `cmd` to its end with `stdin` written to it and closed (empty when `None`),
+/// stdout and stderr captured; `what` names it if it cannot run.
+pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&[u8]>, what: &str) -> Output {
+    let mut child = cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -102,12 +112,14 @@ pub fn berth_stdin(engine: &Engine, args: &[&str], stdin: Option<&[u8]>) -> Outp
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run berth");
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     if let Some(bytes) = stdin {
         let mut input = child.stdin.take().expect("stdin");
         input.write_all(bytes).expect("write stdin");
     }
-    child.wait_with_output().expect("berth")
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 /// `berth args`, which must succeed; its stdout.
