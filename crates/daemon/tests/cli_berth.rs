@@ -6,7 +6,7 @@ mod support;
 use std::process::{Command, Stdio};
 
 use support::cli::{berth, berth_bin, berth_ok};
-use support::engine::Engine;
+use support::engine::{user_subnet, Engine};
 
 #[test]
 fn berth_runs_lists_stops_starts_and_removes() {
@@ -198,15 +198,7 @@ fn berth_run_forwards_signals_to_the_container() {
 #[test]
 fn berth_network_verbs() {
     let engine = Engine::start();
-    // A /24 of this engine's own (its default subnet, second octet + 6).
-    let mut octets: Vec<u8> = engine
-        .subnet
-        .trim_end_matches("/24")
-        .split('.')
-        .map(|o| o.parse().expect("octet"))
-        .collect();
-    octets[1] += 6;
-    let subnet = format!("10.{}.{}.0/24", octets[1], octets[2]);
+    let subnet = user_subnet(&engine, 6);
     let id = berth_ok(
         &engine,
         &["network", "create", "--subnet", &subnet, "clinet"],
