@@ -10,75 +10,16 @@ mod support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use berth_image::Digest;
+use support::bare_daemon::BareDaemon as Daemon;
 use support::oci_layout::{host_arch, write_layout};
 use support::registry::Registry;
 
-/// A running berthd on temp roots; killed and reaped on drop, so a failing test leaves
-/// no daemon behind (the temp dir goes after it).
-struct Daemon {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-}
-
+/// This file's HTTP client and checks on the daemon.
 impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sock = dir.path().join("exec/berth.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
-            .arg("--host")
-            .arg(format!("unix://{}", sock.display()))
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--log-level")
-            .arg("debug")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("berthd.log")).expect("log file"),
-            ))
-            .spawn()
-            .expect("spawn berthd");
-        let mut daemon = Daemon {
-            child: Some(child),
-            dir,
-            sock,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while UnixStream::connect(&daemon.sock).is_err() {
-            if let Some(status) = daemon
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("try_wait"))
-            {
-                panic!("berthd exited early with {status}:\n{}", daemon.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berthd did not listen within 15 s:\n{}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        daemon
-    }
-
-    fn data_root(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
-    }
-
     /// One request on its own connection; the whole reply, de-chunked.
     fn request(&self, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Reply {
         let mut stream = UnixStream::connect(&self.sock).expect("connect");
@@ -110,18 +51,6 @@ impl Daemon {
 
     fn delete(&self, path: &str) -> Reply {
         self.request("DELETE", path, b"", &[])
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            // A private, empty config: no contexts or credentials of the machine's user.
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_API_VERSION")
-            .output()
-            .expect("run docker")
     }
 
     /// `docker ARGS`, which must succeed; its stdout.
@@ -168,15 +97,6 @@ impl Daemon {
             }
         }
         out
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

@@ -1,3 +1,4 @@
+pub mod bare_daemon;
 pub mod cli;
 pub mod engine;
 pub mod leaks;
