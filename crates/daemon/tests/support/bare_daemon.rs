@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test binary uses a part
 
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,14 +20,7 @@ impl BareDaemon {
     /// Starts berthd and waits until it listens.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sock = dir.path().join("exec/berth.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
-            .arg("--host")
-            .arg(format!("unix://{}", sock.display()))
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
+        let child = berthd_in(dir.path())
             .arg("--log-level")
             .arg("debug")
             .env_remove("RUST_LOG")
@@ -40,8 +33,8 @@ impl BareDaemon {
             .expect("spawn berthd");
         let mut daemon = Self {
             child: Some(child),
+            sock: dir.path().join("exec/berth.sock"),
             dir,
-            sock,
         };
         daemon.wait_ready();
         daemon
@@ -90,6 +83,18 @@ impl BareDaemon {
             .output()
             .expect("run docker")
     }
+}
+
+/// berthd with its socket (`exec/berth.sock`), data root and exec root under `dir`.
+pub fn berthd_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berthd"));
+    cmd.arg("--host")
+        .arg(format!("unix://{}", dir.join("exec/berth.sock").display()))
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"));
+    cmd
 }
 
 impl Drop for BareDaemon {
