@@ -1,6 +1,7 @@
-//! The docker and berth CLIs run against an [`Engine`], and their results checked: a
-//! command that should have worked and did not fails the test with the command, its
-//! exit status, its stderr and berthd's log, so the reason is in the test's output.
+//! The clients a test drives an [`Engine`] with: the docker and berth CLIs, their results
+//! checked (a command that should have worked and did not fails the test with the
+//! command, its exit status, its stderr and berthd's log, so the reason is in the test's
+//! output), and plain HTTP from the host to a published port.
 
 #![allow(dead_code)] // each test binary uses a part
 
