@@ -7,32 +7,11 @@ mod support;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use support::cli::{berth, berth_ok, berth_stdin, err, ok, succeeded};
 use support::engine::{parse_reply, Engine, Reply};
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    out(&o)
-}
 
 /// A name no other run of this test uses, for files that must not appear on the host.
 fn unique(tag: &str) -> String {
@@ -521,42 +500,6 @@ fn docker_cp_bad_destinations_write_nothing() {
     );
 }
 
-/// The `berth` binary, built next to berthd.
-fn berth(engine: &Engine, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    let mut child = Command::new(bin)
-        .arg("-H")
-        .arg(format!("unix://{}", engine.sock.display()))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("berth (cargo build -p berth-cli)");
-    if let Some(bytes) = stdin {
-        let mut input = child.stdin.take().expect("stdin");
-        input.write_all(bytes).expect("write stdin");
-    }
-    child.wait_with_output().expect("berth")
-}
-
-#[track_caller]
-fn berth_ok(engine: &Engine, args: &[&str]) -> Output {
-    let o = berth(engine, args, None);
-    assert!(
-        o.status.success(),
-        "berth {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    o
-}
-
 #[test]
 fn berth_cp_both_ways() {
     let engine = Engine::start();
@@ -606,31 +549,32 @@ fn berth_cp_both_ways() {
         std::fs::read_link(out_dir.join("root")).expect("link"),
         Path::new("/")
     );
-    let o = berth_ok(&engine, &["cp", "stopped:/data/s", "-"]);
+    let args = ["cp", "stopped:/data/s", "-"];
+    let o = succeeded(&engine, "berth", &args, berth(&engine, &args));
     assert_eq!(tar_names(&o.stdout), vec!["s"]);
     let tar = raw_tar(&[("piped", tar::EntryType::Regular, "", b"p")]);
-    let o = berth(&engine, &["cp", "-", "bb:/tmp"], Some(&tar));
+    let o = berth_stdin(&engine, &["cp", "-", "bb:/tmp"], Some(&tar));
     assert!(o.status.success(), "{}", err(&o));
     assert!(up.join("tmp/piped").is_file());
 
     // Docker's errors.
-    let o = berth(&engine, &["cp", &tree, "bb:/tmp/f"], None);
+    let o = berth(&engine, &["cp", &tree, "bb:/tmp/f"]);
     assert!(!o.status.success());
     // The docker CLI's words (moby `ErrCannotCopyDir`, `ErrDirNotExists`).
     assert!(err(&o).contains("cannot copy directory"), "{}", err(&o));
-    let o = berth(&engine, &["cp", "bb:/tmp", &f], None);
+    let o = berth(&engine, &["cp", "bb:/tmp", &f]);
     assert!(err(&o).contains("cannot copy directory"), "{}", err(&o));
-    let o = berth(&engine, &["cp", &f, "bb:/nope/x/"], None);
+    let o = berth(&engine, &["cp", &f, "bb:/nope/x/"]);
     assert!(!o.status.success());
     assert!(err(&o).contains("no such directory"), "{}", err(&o));
-    let o = berth(&engine, &["cp", &f, "bb:/nope/x"], None);
+    let o = berth(&engine, &["cp", &f, "bb:/nope/x"]);
     assert!(!o.status.success());
     assert!(
         err(&o).contains("Could not find the file /nope in container bb"),
         "{}",
         err(&o)
     );
-    let o = berth(&engine, &["cp", "-", "bb:/tmp/f"], Some(&tar));
+    let o = berth_stdin(&engine, &["cp", "-", "bb:/tmp/f"], Some(&tar));
     assert!(
         err(&o).contains("destination \"bb:/tmp/f\" must be a directory"),
         "{}",
@@ -640,7 +584,6 @@ fn berth_cp_both_ways() {
     let o = berth(
         &engine,
         &["cp", "bb:/nope", &host.join("n").display().to_string()],
-        None,
     );
     assert!(!o.status.success());
     assert!(
@@ -648,18 +591,14 @@ fn berth_cp_both_ways() {
         "{}",
         err(&o)
     );
-    let o = berth(
-        &engine,
-        &["cp", &f, &host.join("g").display().to_string()],
-        None,
-    );
+    let o = berth(&engine, &["cp", &f, &host.join("g").display().to_string()]);
     assert!(!o.status.success());
     assert!(
         err(&o).contains("must specify at least one container source"),
         "{}",
         err(&o)
     );
-    let o = berth(&engine, &["cp", "bb:/tmp", "stopped:/tmp"], None);
+    let o = berth(&engine, &["cp", "bb:/tmp", "stopped:/tmp"]);
     assert!(!o.status.success());
     assert!(
         err(&o).contains("copying between containers is not supported"),
@@ -673,7 +612,6 @@ fn berth_cp_both_ways() {
             "bb:/tmp/f",
             &host.join("missing/x").display().to_string(),
         ],
-        None,
     );
     assert!(!o.status.success());
     assert!(err(&o).contains("does not exist"), "{}", err(&o));

@@ -3,43 +3,10 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use support::engine::Engine;
-
-fn berth_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace (cargo build --workspace) first",
-        bin.display()
-    );
-    bin
-}
-
-fn berth(engine: &Engine, args: &[&str]) -> Output {
-    Command::new(berth_bin())
-        .arg("-H")
-        .arg(format!("unix://{}", engine.sock.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run berth")
-}
-
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = berth(engine, args);
-    assert!(
-        o.status.success(),
-        "berth {args:?}: {}\n{}\n--- berthd ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr),
-        engine.log()
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use support::cli::{berth, berth_bin, berth_ok};
+use support::engine::{user_subnet, Engine};
 
 #[test]
 fn berth_runs_lists_stops_starts_and_removes() {
@@ -66,7 +33,7 @@ fn berth_runs_lists_stops_starts_and_removes() {
         String::from_utf8_lossy(&o.stderr)
     );
 
-    let id = ok(
+    let id = berth_ok(
         &engine,
         &[
             "run",
@@ -85,7 +52,7 @@ fn berth_runs_lists_stops_starts_and_removes() {
     );
     let id = id.trim();
     assert_eq!(id.len(), 64);
-    let ps = ok(&engine, &["ps"]);
+    let ps = berth_ok(&engine, &["ps"]);
     let mut lines = ps.lines();
     assert!(
         lines
@@ -99,21 +66,21 @@ fn berth_runs_lists_stops_starts_and_removes() {
         row.starts_with(&id[..12]) && row.ends_with("web") && row.contains("Up "),
         "{ps}"
     );
-    assert_eq!(ok(&engine, &["ps", "-q"]).trim(), &id[..12]);
+    assert_eq!(berth_ok(&engine, &["ps", "-q"]).trim(), &id[..12]);
     assert_eq!(
-        ok(
+        berth_ok(
             &engine,
             &["inspect", "-f", "{{.Name}} {{.State.Status}}", "web"]
         )
         .trim(),
         "/web running"
     );
-    let port = ok(&engine, &["port", "web"]);
+    let port = berth_ok(&engine, &["port", "web"]);
     assert!(port.starts_with("80/tcp -> 127.0.0.1:"), "{port}");
     // logs arrive once the shell printed them.
     let mut logs = String::new();
     for _ in 0..50 {
-        logs = ok(&engine, &["logs", "web"]);
+        logs = berth_ok(&engine, &["logs", "web"]);
         if !logs.is_empty() {
             break;
         }
@@ -121,22 +88,22 @@ fn berth_runs_lists_stops_starts_and_removes() {
     }
     assert_eq!(logs, "hi\n");
 
-    ok(&engine, &["stop", "-t", "1", "web"]);
-    assert_eq!(ok(&engine, &["ps", "-q"]), "");
-    let all = ok(&engine, &["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    berth_ok(&engine, &["stop", "-t", "1", "web"]);
+    assert_eq!(berth_ok(&engine, &["ps", "-q"]), "");
+    let all = berth_ok(&engine, &["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
     assert!(all.starts_with("web Exited (137)"), "{all}");
-    ok(&engine, &["start", "web"]);
+    berth_ok(&engine, &["start", "web"]);
     assert_eq!(
-        ok(&engine, &["inspect", "-f", "{{.State.Running}}", "web"]).trim(),
+        berth_ok(&engine, &["inspect", "-f", "{{.State.Running}}", "web"]).trim(),
         "true"
     );
     let o = berth(&engine, &["rm", "web"]);
     assert_eq!(o.status.code(), Some(1), "rm of a running container");
-    ok(&engine, &["rm", "-f", "web"]);
-    assert_eq!(ok(&engine, &["ps", "-aq"]), "");
+    berth_ok(&engine, &["rm", "-f", "web"]);
+    assert_eq!(berth_ok(&engine, &["ps", "-aq"]), "");
 
     // start -a: the output of a created container, and its exit code.
-    let id = ok(
+    let id = berth_ok(
         &engine,
         &[
             "create",
@@ -152,21 +119,21 @@ fn berth_runs_lists_stops_starts_and_removes() {
     let o = berth(&engine, &["start", "-a", "once"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "attached\n");
     assert_eq!(o.status.code(), Some(2));
-    assert_eq!(ok(&engine, &["wait", "once"]).trim(), "2");
-    ok(&engine, &["rm", "once"]);
+    assert_eq!(berth_ok(&engine, &["wait", "once"]).trim(), "2");
+    berth_ok(&engine, &["rm", "once"]);
 }
 
 #[test]
 fn berth_images_and_errors() {
     let engine = Engine::start();
-    let images = ok(&engine, &["images"]);
+    let images = berth_ok(&engine, &["images"]);
     assert!(
         images.contains("busybox") && images.contains("latest"),
         "{images}"
     );
-    ok(&engine, &["tag", "busybox", "mine/box:1"]);
-    assert!(ok(&engine, &["images"]).contains("mine/box"));
-    let out = ok(&engine, &["rmi", "mine/box:1"]);
+    berth_ok(&engine, &["tag", "busybox", "mine/box:1"]);
+    assert!(berth_ok(&engine, &["images"]).contains("mine/box"));
+    let out = berth_ok(&engine, &["rmi", "mine/box:1"]);
     assert!(out.contains("Untagged: mine/box:1"), "{out}");
 
     // Errors: Docker's wording, exit 125 for berth's own, 1 for a daemon refusal.
@@ -177,7 +144,7 @@ fn berth_images_and_errors() {
     assert_eq!(o.status.code(), Some(125));
     let o = berth(&engine, &["stop", "nope"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("No such container: nope"));
-    ok(&engine, &["create", "--name", "dup", "busybox"]);
+    berth_ok(&engine, &["create", "--name", "dup", "busybox"]);
     let o = berth(&engine, &["create", "--name", "dup", "busybox"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is already in use"));
@@ -231,28 +198,20 @@ fn berth_run_forwards_signals_to_the_container() {
 #[test]
 fn berth_network_verbs() {
     let engine = Engine::start();
-    // A /24 of this engine's own (its default subnet, second octet + 6).
-    let mut octets: Vec<u8> = engine
-        .subnet
-        .trim_end_matches("/24")
-        .split('.')
-        .map(|o| o.parse().expect("octet"))
-        .collect();
-    octets[1] += 6;
-    let subnet = format!("10.{}.{}.0/24", octets[1], octets[2]);
-    let id = ok(
+    let subnet = user_subnet(&engine, 6);
+    let id = berth_ok(
         &engine,
         &["network", "create", "--subnet", &subnet, "clinet"],
     );
     assert_eq!(id.trim().len(), 64, "{id}");
-    let ls = ok(&engine, &["network", "ls"]);
+    let ls = berth_ok(&engine, &["network", "ls"]);
     assert!(ls.starts_with("NETWORK ID"), "{ls}");
     assert!(
         ls.lines()
             .any(|l| l.contains("clinet") && l.contains("bridge")),
         "{ls}"
     );
-    let ipam = ok(
+    let ipam = berth_ok(
         &engine,
         &[
             "network",
@@ -263,7 +222,7 @@ fn berth_network_verbs() {
         ],
     );
     assert!(ipam.contains(&format!("\"Subnet\":\"{subnet}\"")), "{ipam}");
-    let addr = ok(
+    let addr = berth_ok(
         &engine,
         &[
             "run",
@@ -280,7 +239,10 @@ fn berth_network_verbs() {
     assert!(!berth(&engine, &["network", "rm", "bridge"])
         .status
         .success());
-    assert_eq!(ok(&engine, &["network", "rm", "clinet"]).trim(), "clinet");
+    assert_eq!(
+        berth_ok(&engine, &["network", "rm", "clinet"]).trim(),
+        "clinet"
+    );
     assert!(!berth(&engine, &["network", "inspect", "clinet"])
         .status
         .success());
@@ -304,7 +266,7 @@ fn berth_start_ai_attaches_again() {
     run.wait_for("first-21");
     run.type_bytes(b"exit 3\n");
     assert_eq!(run.wait_exit(), Some(3), "{}", run.screen());
-    let ps = ok(
+    let ps = berth_ok(
         &engine,
         &[
             "ps",
@@ -330,7 +292,7 @@ fn berth_start_ai_attaches_again() {
     third.type_bytes(b"\x10\x11");
     assert_eq!(third.wait_exit(), Some(0), "{}", third.screen());
     assert_eq!(
-        ok(
+        berth_ok(
             &engine,
             &["inspect", "--format", "{{.State.Status}}", "bt1"]
         )
@@ -345,7 +307,7 @@ fn berth_start_ai_attaches_again() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    ok(&engine, &["rm", "-f", "bt1"]);
+    berth_ok(&engine, &["rm", "-f", "bt1"]);
 
     let piped = |args: &[&str], input: &[u8]| {
         use std::io::Write;

@@ -9,50 +9,8 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use support::cli::{err, fetch, ok, out};
 use support::engine::Engine;
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    out(&o)
-}
-
-/// GET / over HTTP/1.0 from 127.0.0.1:port, retried while the server starts.
-fn fetch(port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            std::io::Write::write_all(&mut s, b"GET /index.html HTTP/1.0\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        })();
-        match attempt {
-            Ok(body) if body.contains("200") => return body,
-            other if Instant::now() > deadline => {
-                panic!("no answer on 127.0.0.1:{port}: {other:?}")
-            }
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
 
 #[test]
 fn run_rm_output_and_exit_codes() {

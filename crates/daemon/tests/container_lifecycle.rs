@@ -6,25 +6,9 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::cli::{ok, out};
 use support::engine::Engine;
 use support::terminal::TermSession;
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?}: {}\n{}\n--- berthd ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr),
-        engine.log()
-    );
-    out(&o)
-}
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);

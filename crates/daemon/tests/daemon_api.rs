@@ -2,92 +2,19 @@
 //! client and by the real `docker` CLI. Needs root only for what berthd itself needs
 //! (nothing, for these endpoints, beyond writing the temp dirs).
 
+mod support;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A running berthd; killed and reaped on drop, so a failing test leaves no daemon behind.
-struct Daemon {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-}
+use support::bare_daemon::BareDaemon as Daemon;
 
+/// This file's raw HTTP client on the daemon.
 impl Daemon {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sock = dir.path().join("exec/berth.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
-            .arg("--host")
-            .arg(format!("unix://{}", sock.display()))
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--log-level")
-            .arg("debug")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("berthd.log")).expect("log file"),
-            ))
-            .spawn()
-            .expect("spawn berthd");
-        let mut daemon = Self {
-            child: Some(child),
-            dir,
-            sock,
-        };
-        daemon.wait_ready();
-        daemon
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if UnixStream::connect(&self.sock).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
-                panic!("berthd exited early with {status}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("berthd did not listen within 10 s:\n{}", self.log());
-    }
-
-    fn child_mut(&mut self) -> &mut Child {
-        self.child.as_mut().expect("daemon running")
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("daemon running").id()
-    }
-
-    fn data_root(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            // A private, empty config: no contexts or credentials of the machine's user.
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_API_VERSION")
-            .output()
-            .expect("run docker")
-    }
-
     fn request(&self, raw: &str) -> HttpResponse {
         let mut stream = UnixStream::connect(&self.sock).expect("connect");
         stream
@@ -103,15 +30,6 @@ impl Daemon {
         self.request(&format!(
             "GET {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n"
         ))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

@@ -4,61 +4,10 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::cli::{berth, berth_ok, err, ok, ok_stdin};
 use support::engine::Engine;
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    out(&o)
-}
-
-fn berth(engine: &Engine, args: &[&str]) -> Output {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    assert!(
-        bin.exists(),
-        "{} is missing: build berth-cli",
-        bin.display()
-    );
-    Command::new(bin)
-        .arg("-H")
-        .arg(format!("unix://{}", engine.sock.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run berth")
-}
-
-#[track_caller]
-fn berth_ok(engine: &Engine, args: &[&str]) -> String {
-    let o = berth(engine, args);
-    assert!(
-        o.status.success(),
-        "berth {args:?}: {}\n{}\n--- berthd ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    out(&o)
-}
 
 /// Polls `f` until it is true, for up to 10 s.
 #[track_caller]
@@ -422,13 +371,6 @@ fn prunes_and_disk_usage() {
         None,
     );
     assert_eq!(r.status, 400, "{}", r.text());
-}
-
-#[track_caller]
-fn ok_stdin(engine: &Engine, args: &[&str], stdin: &[u8]) -> String {
-    let o = engine.docker_stdin(args, Some(stdin));
-    assert!(o.status.success(), "docker {args:?}: {}", err(&o));
-    out(&o)
 }
 
 #[test]

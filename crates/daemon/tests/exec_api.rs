@@ -5,25 +5,12 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use support::cli::{berth_bin, err, out, run_with_stdin};
 use support::engine::Engine;
 use support::terminal::TermSession;
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The `berth` CLI, built next to berthd.
-fn berth_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth")
-}
 
 /// One of the two CLIs, run against the engine.
 #[derive(Clone, Copy, Debug)]
@@ -66,24 +53,7 @@ impl Cli {
     }
 
     fn run(self, engine: &Engine, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .command(engine)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{self:?}: {e}"));
-        if let Some(bytes) = stdin {
-            let mut input = child.stdin.take().expect("stdin");
-            input.write_all(bytes).expect("write stdin");
-        }
-        child.wait_with_output().expect("wait")
+        run_with_stdin(self.command(engine).args(args), stdin, &format!("{self:?}"))
     }
 }
 
@@ -107,6 +77,20 @@ fn exec(engine: &Engine, cli: Cli, args: &[&str]) -> Output {
     let mut full = vec!["exec"];
     full.extend_from_slice(args);
     cli.run(engine, &full, None)
+}
+
+/// The events from the daemon's start until the next second, through the API (JSON
+/// lines), and that second (for `--until`).
+fn events_so_far(engine: &Engine) -> (u64, String) {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 1;
+    let events = engine
+        .request("GET", &format!("/v1.44/events?since=0&until={until}"), None)
+        .text();
+    (until, events)
 }
 
 /// `docker run -d --name NAME busybox sleep 1000`.
@@ -289,14 +273,7 @@ fn the_api_answers_like_dockerd() {
     assert_eq!(v["ExitCode"], 0, "{v}");
 
     // The events: create, start, die with the exit code.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 1;
-    let events = engine
-        .request("GET", &format!("/v1.44/events?since=0&until={now}"), None)
-        .text();
+    let (_, events) = events_so_far(&engine);
     assert!(events.contains("\"exec_create: sleep 2\""), "{events}");
     assert!(events.contains("\"exec_start: sleep 2\""), "{events}");
     assert!(events.contains("\"exec_die\""), "{events}");
@@ -440,14 +417,7 @@ fn the_daemon_detaches_api_clients() {
         .json();
     assert_eq!(v["State"]["Running"], true, "{v}");
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 1;
-    let events = engine
-        .request("GET", &format!("/v1.44/events?since=0&until={now}"), None)
-        .text();
+    let (now, events) = events_so_far(&engine);
     assert!(events.contains("\"exec_detach\""), "{events}");
     assert!(events.contains("\"Action\":\"detach\""), "{events}");
     // The same through `docker events --since --until --filter`.

@@ -10,74 +10,16 @@ mod support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use berth_image::Digest;
+use support::bare_daemon::BareDaemon as Daemon;
+use support::oci_layout::{host_arch, write_layout};
 use support::registry::Registry;
 
-/// A running berthd on temp roots; killed and reaped on drop, so a failing test leaves
-/// no daemon behind (the temp dir goes after it).
-struct Daemon {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-}
-
+/// This file's HTTP client and checks on the daemon.
 impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sock = dir.path().join("exec/berth.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
-            .arg("--host")
-            .arg(format!("unix://{}", sock.display()))
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--log-level")
-            .arg("debug")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("berthd.log")).expect("log file"),
-            ))
-            .spawn()
-            .expect("spawn berthd");
-        let mut daemon = Daemon {
-            child: Some(child),
-            dir,
-            sock,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while UnixStream::connect(&daemon.sock).is_err() {
-            if let Some(status) = daemon
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("try_wait"))
-            {
-                panic!("berthd exited early with {status}:\n{}", daemon.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berthd did not listen within 15 s:\n{}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        daemon
-    }
-
-    fn data_root(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
-    }
-
     /// One request on its own connection; the whole reply, de-chunked.
     fn request(&self, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Reply {
         let mut stream = UnixStream::connect(&self.sock).expect("connect");
@@ -109,18 +51,6 @@ impl Daemon {
 
     fn delete(&self, path: &str) -> Reply {
         self.request("DELETE", path, b"", &[])
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            // A private, empty config: no contexts or credentials of the machine's user.
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_API_VERSION")
-            .output()
-            .expect("run docker")
     }
 
     /// `docker ARGS`, which must succeed; its stdout.
@@ -167,15 +97,6 @@ impl Daemon {
             }
         }
         out
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -320,50 +241,15 @@ impl TestImage {
             .arg(&layer_path)
             .arg("bin"));
         let layer = std::fs::read(&layer_path).expect("layer");
-        let layout = dir.path().join("layout");
-        std::fs::create_dir_all(layout.join("blobs/sha256")).expect("layout");
-        let blob = |bytes: &[u8]| {
-            let d = Digest::of(bytes);
-            std::fs::write(layout.join("blobs/sha256").join(d.hex()), bytes).expect("blob");
-            d
-        };
-        let diff_id = blob(&layer);
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            other => other,
-        };
+        let diff_id = Digest::of(&layer);
         let config = serde_json::json!({
-            "architecture": arch, "os": "linux", "created": "2024-01-02T03:04:05Z",
+            "architecture": host_arch(), "os": "linux", "created": "2024-01-02T03:04:05Z",
             "author": "berth tests",
             "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "Labels": {"berth.test": "yes"}},
             "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]}
         })
         .to_string();
-        let config_digest = blob(config.as_bytes());
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": config_digest.to_string(), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": diff_id.to_string(), "size": layer.len()}]
-        })
-        .to_string();
-        let manifest_digest = blob(manifest.as_bytes());
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "digest": manifest_digest.to_string(), "size": manifest.len(),
-                           "annotations": {"org.opencontainers.image.ref.name": "v1"}}]
-        })
-        .to_string();
-        std::fs::write(layout.join("index.json"), index).expect("index");
-        std::fs::write(
-            layout.join("oci-layout"),
-            r#"{"imageLayoutVersion":"1.0.0"}"#,
-        )
-        .expect("oci-layout");
+        let config_digest = write_layout(&dir.path().join("layout"), &config, &[&layer]);
         TestImage {
             dir,
             config: config_digest,

@@ -5,49 +5,12 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::engine::Engine;
+use support::cli::{berth, err, fails_with, ok, out};
+use support::engine::{user_subnet, Engine};
 use support::leaks::{HostSnapshot, Ignore};
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    out(&o)
-}
-
-/// `docker args` must fail with `want` in its error.
-#[track_caller]
-fn fails_with(engine: &Engine, args: &[&str], want: &str) {
-    let o = engine.docker(args);
-    assert!(
-        !o.status.success(),
-        "docker {args:?} succeeded: {}",
-        out(&o)
-    );
-    assert!(
-        err(&o).contains(want),
-        "docker {args:?}: {want:?} not in {:?}",
-        err(&o)
-    );
-}
 
 /// An API request must answer `status` with `want` in its message.
 #[track_caller]
@@ -70,18 +33,6 @@ fn warm_engine() -> (Engine, HostSnapshot) {
     ok(&engine, &["run", "--rm", "busybox", "true"]);
     let before = HostSnapshot::of(&engine);
     (engine, before)
-}
-
-/// A /24 of this engine's own (its subnet with the second octet moved by `shift`), so
-/// parallel tests never collide.
-fn own_subnet(engine: &Engine, shift: u8) -> String {
-    let octets: Vec<u8> = engine
-        .subnet
-        .trim_end_matches("/24")
-        .split('.')
-        .map(|o| o.parse().expect("octet"))
-        .collect();
-    format!("10.{}.{}.0/24", octets[1] + shift, octets[2])
 }
 
 /// Runs `sh -c script` in container `name` until it succeeds (a server starting).
@@ -422,8 +373,8 @@ impl Drop for EgressPeer {
 #[test]
 fn user_networks_are_isolated_from_each_other_and_the_default_bridge() {
     let (engine, before) = warm_engine();
-    let net_a = own_subnet(&engine, 4);
-    let net_b = own_subnet(&engine, 6);
+    let net_a = user_subnet(&engine, 4);
+    let net_b = user_subnet(&engine, 6);
     let a_id = ok(&engine, &["network", "create", "--subnet", &net_a, "neta"]);
     let b_id = ok(&engine, &["network", "create", "--subnet", &net_b, "netb"]);
     let serve = |name: &str, net: &str, extra: &[&str]| {
@@ -501,7 +452,10 @@ fn user_networks_are_isolated_from_each_other_and_the_default_bridge() {
     // Egress through NAT: a namespace outside every bridge answers a container of each
     // network, though it has no route back to their subnets.
     let tag = engine.bridge.trim_start_matches("bt").replace('x', "");
-    let peer = EgressPeer::new(&tag[tag.len().saturating_sub(6)..], &own_subnet(&engine, 8));
+    let peer = EgressPeer::new(
+        &tag[tag.len().saturating_sub(6)..],
+        &user_subnet(&engine, 8),
+    );
     for from in ["a1", "b1", "d2"] {
         assert!(
             exec_succeeds(&engine, from, &format!("ping -c 1 -W 2 {}", peer.addr)),
@@ -533,32 +487,16 @@ fn user_networks_are_isolated_from_each_other_and_the_default_bridge() {
     before.assert_no_leaks(&engine, &Ignore::none());
 }
 
-fn berth(engine: &Engine, args: &[&str]) -> Output {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build -p berth-cli",
-        bin.display()
-    );
-    Command::new(bin)
-        .arg("-H")
-        .arg(format!("unix://{}", engine.sock.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run berth")
-}
-
 #[test]
 fn connect_and_disconnect_set_the_network_of_a_stopped_container() {
     let (engine, before) = warm_engine();
-    let subnet = own_subnet(&engine, 10);
+    let subnet = user_subnet(&engine, 10);
     let prefix = subnet.trim_end_matches("0/24").to_owned();
     ok(
         &engine,
         &["network", "create", "--subnet", &subnet, "appnet"],
     );
-    let other = own_subnet(&engine, 12);
+    let other = user_subnet(&engine, 12);
     ok(
         &engine,
         &["network", "create", "--subnet", &other, "othernet"],

@@ -8,15 +8,8 @@ mod support;
 
 use std::process::Output;
 
+use support::cli::{err, out};
 use support::engine::Engine;
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// `docker run --rm [flags] busybox sh -c script`, expected to succeed; its stdout.
 #[track_caller]

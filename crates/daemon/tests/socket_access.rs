@@ -11,6 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use support::bare_daemon::berthd_in;
 use support::engine::Engine;
 use support::leaks::{HostSnapshot, Ignore};
 
@@ -129,13 +130,7 @@ fn a_group_that_does_not_exist_is_an_error() {
     let name = format!("berth-no-such-group-{}", std::process::id());
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("exec/berth.sock");
-    let o = Command::new(env!("CARGO_BIN_EXE_berthd"))
-        .arg("--host")
-        .arg(format!("unix://{}", sock.display()))
-        .arg("--data-root")
-        .arg(dir.path().join("data"))
-        .arg("--exec-root")
-        .arg(dir.path().join("exec"))
+    let o = berthd_in(dir.path())
         .args(["--bridge", "btnogroup0", "--group", &name])
         .output()
         .expect("berthd");

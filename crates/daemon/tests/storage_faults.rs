@@ -17,17 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_image::Digest;
+use support::cli::{err, out};
 use support::engine::Engine;
 use support::leaks::{HostSnapshot, Ignore};
+use support::oci_layout::{host_arch, write_layout};
 use support::registry::Registry;
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[track_caller]
 fn ok(engine: &Engine, args: &[&str]) -> String {
@@ -88,13 +82,6 @@ struct TestImage {
 impl TestImage {
     fn build(layers: usize, layer_bytes: usize) -> TestImage {
         let dir = tempfile::tempdir().expect("tempdir");
-        let layout = dir.path().join("layout");
-        std::fs::create_dir_all(layout.join("blobs/sha256")).expect("layout");
-        let blob = |bytes: &[u8]| {
-            let d = Digest::of(bytes);
-            std::fs::write(layout.join("blobs/sha256").join(d.hex()), bytes).expect("blob");
-            d
-        };
         let mut tars = vec![support::engine::busybox_rootfs_tar()];
         let mut sums = String::new();
         for n in 1..=layers {
@@ -114,44 +101,15 @@ impl TestImage {
             tar.append_data(&mut h, &path, &data[..]).expect("file");
             tars.push(tar.into_inner().expect("tar"));
         }
-        let diff_ids: Vec<Digest> = tars.iter().map(|t| blob(t)).collect();
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            other => other,
-        };
+        let diff_ids: Vec<Digest> = tars.iter().map(|t| Digest::of(t)).collect();
         let config = serde_json::json!({
-            "architecture": arch, "os": "linux", "created": "2024-01-02T03:04:05Z",
+            "architecture": host_arch(), "os": "linux", "created": "2024-01-02T03:04:05Z",
             "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
             "rootfs": {"type": "layers",
                        "diff_ids": diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()}
         })
         .to_string();
-        let config_digest = blob(config.as_bytes());
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": config_digest.to_string(), "size": config.len()},
-            "layers": diff_ids.iter().zip(&tars).map(|(d, t)| serde_json::json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": d.to_string(), "size": t.len()})).collect::<Vec<_>>()
-        })
-        .to_string();
-        let manifest_digest = blob(manifest.as_bytes());
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "digest": manifest_digest.to_string(), "size": manifest.len(),
-                           "annotations": {"org.opencontainers.image.ref.name": "v1"}}]
-        })
-        .to_string();
-        std::fs::write(layout.join("index.json"), index).expect("index");
-        std::fs::write(
-            layout.join("oci-layout"),
-            r#"{"imageLayoutVersion":"1.0.0"}"#,
-        )
-        .expect("oci-layout");
+        write_layout(&dir.path().join("layout"), &config, &tars);
         TestImage { dir, sums }
     }
 

@@ -7,42 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::engine::Engine;
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    out(&o)
-}
-
-/// A /24 of this engine's own for user networks: the engine's default subnet with the
-/// second octet moved by `shift` (10.77-78.x -> 10.79-80.x, ...), so parallel tests
-/// (each with its own engine subnet) never collide.
-fn user_subnet(engine: &Engine, shift: u8) -> String {
-    let mut octets: Vec<u8> = engine
-        .subnet
-        .trim_end_matches("/24")
-        .split('.')
-        .map(|o| o.parse().expect("octet"))
-        .collect();
-    octets[1] += shift;
-    format!("10.{}.{}.0/24", octets[1], octets[2])
-}
+use support::cli::{err, fetch, ok, out};
+use support::engine::{user_subnet, Engine};
 
 fn link_exists(name: &str) -> bool {
     let links = std::process::Command::new("ip")
@@ -363,29 +329,6 @@ fn unknown_network_and_subnet_picked_when_none_given() {
         ],
     );
     assert_eq!(bridge.trim(), format!("bridge {}", engine.bridge));
-}
-
-/// GET /index.html over HTTP/1.0 from 127.0.0.1:port, retried while the server starts.
-fn fetch(port: u16) -> String {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        })();
-        match attempt {
-            Ok(body) if body.contains("200") => return body,
-            other if Instant::now() > deadline => {
-                panic!("no answer on 127.0.0.1:{port}: {other:?}")
-            }
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
 }
 
 /// `wget` from a throwaway container on `network`, retried while the server starts.

@@ -5,42 +5,8 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
+use support::cli::{berth, berth_ok, err, fails, ok};
 use support::engine::Engine;
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    out(&o)
-}
-
-#[track_caller]
-fn fails(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        !o.status.success(),
-        "docker {args:?} should fail: {}",
-        out(&o)
-    );
-    err(&o)
-}
 
 fn volume_names(engine: &Engine) -> Vec<String> {
     ok(engine, &["volume", "ls", "-q"])
@@ -454,35 +420,6 @@ fn mounts_tmpfs_and_read_only_binds() {
         "a refused create keeps no volume it would have made? {:?}",
         volume_names(&engine)
     );
-}
-
-fn berth(engine: &Engine, args: &[&str]) -> Output {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo build --workspace",
-        bin.display()
-    );
-    Command::new(bin)
-        .arg("-H")
-        .arg(format!("unix://{}", engine.sock.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run berth")
-}
-
-#[track_caller]
-fn berth_ok(engine: &Engine, args: &[&str]) -> String {
-    let o = berth(engine, args);
-    assert!(
-        o.status.success(),
-        "berth {args:?}: {}\n{}\n--- berthd ---\n{}",
-        o.status,
-        err(&o),
-        engine.log()
-    );
-    out(&o)
 }
 
 #[test]

@@ -109,45 +109,48 @@ impl Read for TeeReader {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
 
-    #[test]
-    fn reads_everything_only_after_finish() {
+    /// Runs `feed` on the download's end while a thread reads the unpacker's end to its
+    /// end: what `finish` said, and what the reader got.
+    fn tee_through<F>(feed: impl FnOnce(BlobTee) -> F) -> (bool, io::Result<Vec<u8>>)
+    where
+        F: Future<Output = bool>,
+    {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let (mut tee, mut reader) = channel();
+        let (tee, mut reader) = channel();
         let reading = std::thread::spawn(move || {
             let mut out = Vec::new();
             reader.read_to_end(&mut out).map(|_| out)
         });
-        let whole = rt.block_on(async {
+        let whole = rt.block_on(feed(tee));
+        (whole, reading.join().unwrap())
+    }
+
+    #[test]
+    fn reads_everything_only_after_finish() {
+        let (whole, read) = tee_through(|mut tee| async move {
             tee.send(&Bytes::from_static(b"hello ")).await;
             tee.send(&Bytes::from_static(b"world")).await;
             tee.finish().await
         });
         assert!(whole);
-        assert_eq!(reading.join().unwrap().unwrap(), b"hello world");
+        assert_eq!(read.unwrap(), b"hello world");
     }
 
     #[test]
     fn an_abandoned_tee_is_an_error_not_a_short_read() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let (mut tee, mut reader) = channel();
-        let reading = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            reader.read_to_end(&mut out).map(|_| out)
-        });
-        let whole = rt.block_on(async {
+        let (whole, read) = tee_through(|mut tee| async move {
             tee.send(&Bytes::from_static(b"hel")).await;
             tee.abandon();
             tee.send(&Bytes::from_static(b"lo")).await;
             tee.finish().await
         });
         assert!(!whole);
-        let err = reading.join().unwrap().unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 }

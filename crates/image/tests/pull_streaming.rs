@@ -19,13 +19,13 @@ use std::sync::Arc;
 
 use berth_image::content_store::{ContentError, ContentStore};
 use berth_image::digest::{chain_ids, Digest};
-use berth_image::manifest::Platform;
-use berth_image::registry::{Puller, RegistryClient, RegistryConfig, RegistryError};
+use berth_image::registry::RegistryError;
 use berth_image::snapshot::LayerStore;
 use berth_image::Reference;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod support;
+use support::oci_layout::{new_layout, puller, write_blob, write_image};
 use support::Registry;
 
 /// Bytes that do not compress (xorshift), so a layer blob is as big as its files.
@@ -145,21 +145,9 @@ struct Built {
     diff_ids: Vec<Digest>,
 }
 
-fn write_blob(layout: &Path, bytes: &[u8]) -> Digest {
-    let d = Digest::of(bytes);
-    fs::write(layout.join("blobs/sha256").join(d.hex()), bytes).unwrap();
-    d
-}
-
 /// Three layers, gzip, zstd, gzip (skopeo copies each blob as it is).
 fn build_layout() -> Built {
-    let layout = tempfile::tempdir().unwrap();
-    fs::create_dir_all(layout.path().join("blobs/sha256")).unwrap();
-    fs::write(
-        layout.path().join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
+    let layout = new_layout();
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     let mut descriptors = Vec::new();
@@ -183,42 +171,12 @@ fn build_layout() -> Built {
         descriptors.push(serde_json::json!({"mediaType": media_type, "digest": d.to_string(), "size": blob.len()}));
         layers.push((d, blob.len()));
     }
-    let config_json = serde_json::json!({
-        "architecture": Platform::host().architecture, "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}
-    })
-    .to_string();
-    let config = write_blob(layout.path(), config_json.as_bytes());
-    let manifest_json = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_json.len()},
-        "layers": descriptors
-    })
-    .to_string();
-    let manifest = write_blob(layout.path(), manifest_json.as_bytes());
-    fs::write(
-        layout.path().join("index.json"),
-        serde_json::json!({"schemaVersion": 2, "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest.to_string(),
-             "size": manifest_json.len(), "annotations": {"org.opencontainers.image.ref.name": "v1"}}
-        ]})
-        .to_string(),
-    )
-    .unwrap();
+    write_image(layout.path(), descriptors, &diff_ids, "v1");
     Built {
         layout,
         layers,
         diff_ids,
     }
-}
-
-fn puller(root: &Path) -> Puller {
-    Puller::new(
-        RegistryClient::new(RegistryConfig::default()).unwrap(),
-        ContentStore::open(root).unwrap(),
-        LayerStore::open(root).unwrap(),
-    )
 }
 
 fn xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {

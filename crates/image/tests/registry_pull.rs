@@ -18,6 +18,7 @@ use berth_image::snapshot::{is_mounted, mount_points, LayerStore, Snapshotter};
 use berth_image::Reference;
 
 mod support;
+use support::oci_layout::{new_layout, puller, write_blob, write_image};
 use support::Registry;
 
 /// A temp data root that unmounts whatever is below it before being removed.
@@ -60,12 +61,6 @@ struct Built {
     diff_id: Digest,
 }
 
-fn write_blob(layout: &Path, bytes: &[u8]) -> Digest {
-    let d = Digest::of(bytes);
-    fs::write(layout.join("blobs/sha256").join(d.hex()), bytes).unwrap();
-    d
-}
-
 fn tar_entry(
     b: &mut tar::Builder<Vec<u8>>,
     path: &str,
@@ -93,13 +88,7 @@ fn tar_entry(
 /// `multi`) listing an attestation, a foreign platform, and then the host's platform.
 fn build_layout() -> Built {
     let busybox = fs::read("/bin/busybox").expect("/bin/busybox: install busybox-static");
-    let layout = tempfile::tempdir().unwrap();
-    fs::create_dir_all(layout.path().join("blobs/sha256")).unwrap();
-    fs::write(
-        layout.path().join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
+    let layout = new_layout();
 
     let mut b = tar::Builder::new(Vec::new());
     tar_entry(&mut b, "bin/", tar::EntryType::Directory, 0o755, &[], None);
@@ -195,15 +184,6 @@ fn build_layout() -> Built {
         layer,
         diff_id,
     }
-}
-
-fn puller(root: &Path) -> Puller {
-    let client = RegistryClient::new(RegistryConfig::default()).unwrap();
-    Puller::new(
-        client,
-        ContentStore::open(root).unwrap(),
-        LayerStore::open(root).unwrap(),
-    )
 }
 
 fn flip_a_byte(path: &Path, at: usize) {
@@ -385,13 +365,7 @@ fn puller_for(root: &DataRoot) -> Puller {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whiteouts_and_opaque_dirs_across_gzip_zstd_and_plain_layers() {
     let registry = Registry::start();
-    let layout = tempfile::tempdir().unwrap();
-    fs::create_dir_all(layout.path().join("blobs/sha256")).unwrap();
-    fs::write(
-        layout.path().join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
+    let layout = new_layout();
     use tar::EntryType::{Directory as D, Regular as F};
     let layer = |entries: &[(&str, tar::EntryType, &[u8])]| {
         let mut b = tar::Builder::new(Vec::new());
@@ -442,29 +416,7 @@ async fn whiteouts_and_opaque_dirs_across_gzip_zstd_and_plain_layers() {
         let d = write_blob(layout.path(), blob);
         descriptors.push(serde_json::json!({"mediaType": media_type, "digest": d.to_string(), "size": blob.len()}));
     }
-    let config_json = serde_json::json!({
-        "architecture": Platform::host().architecture, "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}
-    })
-    .to_string();
-    let config = write_blob(layout.path(), config_json.as_bytes());
-    let manifest_json = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_json.len()},
-        "layers": descriptors
-    })
-    .to_string();
-    let manifest = write_blob(layout.path(), manifest_json.as_bytes());
-    fs::write(
-        layout.path().join("index.json"),
-        serde_json::json!({"schemaVersion": 2, "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest.to_string(),
-             "size": manifest_json.len(), "annotations": {"org.opencontainers.image.ref.name": "v1"}}
-        ]})
-        .to_string(),
-    )
-    .unwrap();
+    write_image(layout.path(), descriptors, &diff_ids, "v1");
     registry.push(layout.path(), "v1", "test/layers", false);
 
     let root = DataRoot::new();

@@ -286,24 +286,14 @@ impl Engine {
     }
 
     pub fn docker_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("docker CLI (apt install docker.io)");
-        if let Some(bytes) = stdin {
-            let mut input = child.stdin.take().expect("stdin");
-            input.write_all(bytes).expect("write stdin");
-        }
-        child.wait_with_output().expect("docker")
+        super::cli::run_with_stdin(
+            Command::new("docker")
+                .args(args)
+                .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+                .env("DOCKER_CONFIG", self.dir.path().join("docker-config")),
+            stdin,
+            "docker CLI (apt install docker.io)",
+        )
     }
 
     /// One raw HTTP/1.1 request (Connection: close), the whole reply read.
@@ -377,6 +367,20 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[(start + size + 2).min(data.len())..];
     }
     out
+}
+
+/// A /24 of this engine's own for user networks: the engine's default subnet with the
+/// second octet moved by `shift` (10.77-78.x -> 10.79-80.x, ...), so parallel tests
+/// (each with its own engine subnet) never collide.
+pub fn user_subnet(engine: &Engine, shift: u8) -> String {
+    let mut octets: Vec<u8> = engine
+        .subnet
+        .trim_end_matches("/24")
+        .split('.')
+        .map(|o| o.parse().expect("octet"))
+        .collect();
+    octets[1] += shift;
+    format!("10.{}.{}.0/24", octets[1], octets[2])
 }
 
 /// Mount points under `dir`, from this process's mountinfo.

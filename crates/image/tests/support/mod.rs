@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use berth_image::digest::Digest;
 
+pub mod oci_layout;
+
 pub struct Registry {
     child: Child,
     port: u16,
