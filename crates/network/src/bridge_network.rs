@@ -215,6 +215,12 @@ fn folded(s: &str, bits: u32) -> u64 {
         .fold(0, |acc, shift| acc ^ ((h >> shift) & mask))
 }
 
+/// Whether `name` is one of `container_id`'s veths, on whichever network: what a leak
+/// check or a cleanup that knows the id but not the networks looks for.
+pub fn is_veth_of(name: &str, container_id: &str) -> bool {
+    is_veth_name(name) && veth_name(container_id, "")[..9] == name[..9]
+}
+
 /// Whether a link name has the shape [`veth_name`] gives.
 pub fn is_veth_name(name: &str) -> bool {
     name.len() == 13
