@@ -354,7 +354,8 @@ impl ContainerManager {
                 "container sharing network namespace with another container or host cannot be connected to any other network",
             ));
         }
-        if connect && (on_primary || on_extra) {
+        let on_it = on_primary || on_extra;
+        if connect && on_it {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
@@ -363,7 +364,7 @@ impl ContainerManager {
                 ),
             ));
         }
-        if !connect && !(on_primary || on_extra) {
+        if !connect && !on_it {
             // dockerd's two wordings: a stopped container's, a running one's.
             let the = if record.state.status.is_running() {
                 ""
@@ -2384,6 +2385,17 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 mod tests {
     use super::*;
     use berth_api::container::{HostConfig, PortBinding, RestartPolicy};
+
+    #[test]
+    fn further_networks_get_the_next_interface() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(next_ifname(&[]), "eth0");
+        assert_eq!(next_ifname(&names(&["eth0"])), "eth1");
+        // After the highest, as Docker numbers in connect order: a gap is not reused.
+        assert_eq!(next_ifname(&names(&["eth0", "eth2"])), "eth3");
+        assert_eq!(next_ifname(&names(&["eth1"])), "eth2");
+        assert_eq!(next_ifname(&names(&["lo", "eth0"])), "eth1");
+    }
 
     #[test]
     fn port_bindings_become_specs() {

@@ -230,4 +230,28 @@ mod tests {
         assert_eq!(ep.ifname(), "eth0");
         assert!(ep.aliases.is_empty());
     }
+
+    #[test]
+    fn endpoint_ids_are_per_network() {
+        let id = "3f2a9c1d0b7e5a4c3f2a9c1d0b7e5a4c3f2a9c1d0b7e5a4c3f2a9c1d0b7e5a4c";
+        let on = |network_id: &str| NetworkEndpoint {
+            network_id: network_id.into(),
+            network_name: String::new(),
+            ip: String::new(),
+            prefix_len: 0,
+            gateway: String::new(),
+            mac: String::new(),
+            ports: Vec::new(),
+            ifname: String::new(),
+            aliases: Vec::new(),
+        };
+        assert_eq!(on("").endpoint_id(id), id);
+        let a = on(&"a".repeat(64)).endpoint_id(id);
+        let b = on(&"b".repeat(64)).endpoint_id(id);
+        assert_ne!(a, b);
+        assert_ne!(a, id);
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a, on(&"a".repeat(64)).endpoint_id(id), "stable");
+    }
 }
