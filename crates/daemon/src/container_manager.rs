@@ -451,10 +451,15 @@ impl ContainerManager {
             });
         }
         let endpoint = if running {
-            let netns = self.paths.netns(&id);
+            // Started with `lo` only (disconnected from everything), it has no namespace
+            // file: its init's namespace is the one to connect, as dockerd always does.
+            let mut netns = self.paths.netns(&id);
+            if !netns.exists() && record.state.pid > 0 {
+                netns = PathBuf::from(format!("/proc/{}/ns/net", record.state.pid));
+            }
             if !netns.exists() {
                 return Err(ApiError::internal(format!(
-                    "container {id} has no network namespace of its own to connect"
+                    "container {id} has no network namespace to connect"
                 )));
             }
             let used: Vec<String> = record.endpoints().map(|e| e.ifname().to_owned()).collect();

@@ -114,12 +114,22 @@ fn a_running_container_joins_and_leaves_a_user_network() {
         "docker network connect of a running container: {:?}",
         started.elapsed()
     );
-    if let Some(line) = engine
-        .log()
-        .lines()
-        .find(|l| l.contains("connected a running container"))
+    // The daemon's own timings (debug log): the network crate's per-step split, then the
+    // whole connect as the container manager saw it.
+    let log = engine.log();
+    let lines: Vec<&str> = log.lines().collect();
+    if let Some(at) = lines
+        .iter()
+        .position(|l| l.contains("connected a running container"))
     {
-        eprintln!("berthd: {line}");
+        if let Some(setup) = lines[..at]
+            .iter()
+            .rev()
+            .find(|l| l.contains("network setup"))
+        {
+            eprintln!("berthd: {setup}");
+        }
+        eprintln!("berthd: {}", lines[at]);
     }
 
     // eth1 on the network's subnet; eth0 and the default route stay the bridge's.
@@ -386,7 +396,38 @@ fn none_mode_refuses_a_second_network_and_stays_as_it_was() {
     );
     assert_eq!(members, "0");
 
-    ok(&engine, &["rm", "-f", "lonely", "parked"]);
+    // Unlike `--network none`, a container disconnected from its last network has no
+    // networks at all (Docker's empty Networks) and may be connected again, also while
+    // it runs with `lo` only: the network is then its first (eth0, the default route).
+    ok(
+        &engine,
+        &["create", "--name", "adrift", "busybox", "sleep", "1000"],
+    );
+    ok(&engine, &["network", "disconnect", "bridge", "adrift"]);
+    assert_eq!(
+        inspect(&engine, "{{len .NetworkSettings.Networks}}", "adrift"),
+        "0"
+    );
+    ok(&engine, &["start", "adrift"]);
+    assert_eq!(address_on(&engine, "adrift", "eth0"), None);
+    ok(&engine, &["network", "connect", "appnet", "adrift"]);
+    let prefix = subnet.trim_end_matches("0/24");
+    assert!(
+        address_on(&engine, "adrift", "eth0").is_some_and(|a| a.starts_with(prefix)),
+        "adrift did not get eth0 on appnet"
+    );
+    let routes = ok(&engine, &["exec", "adrift", "ip", "-4", "route"]);
+    assert!(routes.contains("default via"), "{routes}");
+    assert_eq!(
+        inspect(
+            &engine,
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            "adrift"
+        ),
+        "appnet"
+    );
+
+    ok(&engine, &["rm", "-f", "lonely", "parked", "adrift"]);
     ok(&engine, &["network", "rm", "appnet"]);
     before.assert_no_leaks(&engine, &Ignore::none());
 }
