@@ -505,7 +505,14 @@ impl ContainerManager {
         } else {
             None
         };
+        // It may have exited while the interface was made: its exit's release did not see
+        // the new endpoint, so it is not recorded but taken down here.
+        let mut exited = false;
         let updated = self.update(&id, |r| {
+            exited = running && !r.state.status.is_running();
+            if exited {
+                return;
+            }
             if first {
                 r.host_config.network_mode = net_name.to_owned();
                 r.aliases = aliases.clone();
@@ -522,9 +529,14 @@ impl ContainerManager {
                 r.extra_endpoints.extend(endpoint.clone());
             }
         });
-        if updated.is_err() && endpoint.is_some() {
+        if (updated.is_err() || exited) && endpoint.is_some() {
             // Not on record: nothing would ever tear the interface down.
             self.drop_endpoint(&id, key, first).await;
+        }
+        if exited {
+            return Err(ApiError::conflict(format!(
+                "container {id} exited while it was being connected"
+            )));
         }
         updated
     }
