@@ -627,6 +627,25 @@ fn networks_are_isolated_iptables() {
     });
 }
 
+/// A network of its own subnet, with its state under `dir`.
+fn open_test_network(
+    dir: &Path,
+    name: &str,
+    bridge: &str,
+    fw: Box<dyn FirewallDriver>,
+) -> BridgeNetwork {
+    BridgeNetwork::open_with_firewall(
+        BridgeNetworkConfig {
+            name: name.into(),
+            bridge: bridge.into(),
+            subnet: Some(common::test_subnet()),
+            state_dir: dir.join("state"),
+        },
+        fw,
+    )
+    .expect("open network")
+}
+
 /// Two networks, two namespaces on the first and one on the second: traffic within a
 /// network passes, traffic between them does not, in either direction; tearing one
 /// network down leaves the other's rules (and isolation) working.
@@ -646,18 +665,7 @@ fn isolation_scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>) {
         common::TestNetns::new(),
         common::TestNetns::new(),
     );
-    let open = |name: &str, bridge: &str| {
-        BridgeNetwork::open_with_firewall(
-            BridgeNetworkConfig {
-                name: name.into(),
-                bridge: bridge.into(),
-                subnet: Some(common::test_subnet()),
-                state_dir: tmp.path().join("state"),
-            },
-            fw(),
-        )
-        .expect("open network")
-    };
+    let open = |name: &str, bridge: &str| open_test_network(tmp.path(), name, bridge, fw());
     let mut net_a = NetworkGuard(Some(open("neta", &br_a)));
     let net_b = NetworkGuard(Some(open("netb", &br_b)));
     let join = |net: &NetworkGuard, id: &str, ns: &common::TestNetns, ports: &[PortSpec]| {
@@ -731,18 +739,7 @@ fn a_namespace_on_two_networks() {
         .collect();
     assert_ne!(veth_name(&id, "neta"), veth_name(&id, "netb"));
     let (ns, peer_ns) = (common::TestNetns::new(), common::TestNetns::new());
-    let open = |name: &str, bridge: &str| {
-        BridgeNetwork::open_with_firewall(
-            BridgeNetworkConfig {
-                name: name.into(),
-                bridge: bridge.into(),
-                subnet: Some(common::test_subnet()),
-                state_dir: tmp.path().join("state"),
-            },
-            fw(),
-        )
-        .expect("open network")
-    };
+    let open = |name: &str, bridge: &str| open_test_network(tmp.path(), name, bridge, fw());
     let net_a = NetworkGuard(Some(open("neta", &br_a)));
     let net_b = NetworkGuard(Some(open("netb", &br_b)));
     let (a, b) = (
