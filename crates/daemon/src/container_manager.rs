@@ -1953,8 +1953,11 @@ impl ContainerManager {
                     } else {
                         crate::networks::bridge_network_name(net)
                     };
-                    ids.iter()
-                        .map(move |id| berth_network::bridge_network::veth_name(id, &name))
+                    ids.iter().flat_map(move |id| {
+                        // A veth of a berthd from before per-network names, too.
+                        std::iter::once(berth_network::bridge_network::veth_name(id, &name))
+                            .chain(berth_network::bridge_network::legacy_veth_name(id))
+                    })
                 })
                 .collect();
             this.networks.recover(&on, &live_veths);

@@ -215,6 +215,20 @@ fn folded(s: &str, bits: u32) -> u64 {
         .fold(0, |acc, shift| acc ^ ((h >> shift) & mask))
 }
 
+/// The name berth gave a container's one veth before containers could be on several
+/// networks (`vb` and 11 hex digits of the id): a container started then and still running
+/// after an upgrade (live restore) has it, and it must neither be taken for an orphan nor
+/// outlive the container's disconnect.
+pub fn legacy_veth_name(container_id: &str) -> Option<String> {
+    container_id
+        .get(..11)
+        .filter(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .map(|p| format!("vb{p}"))
+}
+
 /// Whether `name` is one of `container_id`'s veths, on whichever network: what a leak
 /// check or a cleanup that knows the id but not the networks looks for.
 pub fn is_veth_of(name: &str, container_id: &str) -> bool {
@@ -501,6 +515,17 @@ impl BridgeNetwork {
         &self.bridge
     }
 
+    /// Whether link `name` is a port of this network's bridge.
+    fn is_port(&self, nl: &mut Netlink, name: &str) -> std::result::Result<bool, LinkError> {
+        let Some(bridge) = nl.link_index(&self.bridge)? else {
+            return Ok(false);
+        };
+        Ok(nl
+            .links()?
+            .iter()
+            .any(|l| l.name == name && l.master == Some(bridge)))
+    }
+
     /// The host end of `container_id`'s veth on this network ([`veth_name`]).
     pub fn veth_name(&self, container_id: &str) -> String {
         veth_name(container_id, &self.name)
@@ -692,8 +717,20 @@ impl BridgeNetwork {
             keep_first(
                 &mut first,
                 "delete veth",
-                Netlink::new()
-                    .and_then(|mut nl| detach_container(&mut nl, &self.veth_name(container_id))),
+                Netlink::new().and_then(|mut nl| {
+                    let deleted = detach_container(&mut nl, &self.veth_name(container_id))?;
+                    if deleted {
+                        return Ok(true);
+                    }
+                    // Connected by a berthd from before per-network names: its veth is
+                    // on this bridge only if it is one of its ports.
+                    match legacy_veth_name(container_id) {
+                        Some(old) if self.is_port(&mut nl, &old)? => {
+                            detach_container(&mut nl, &old)
+                        }
+                        _ => Ok(false),
+                    }
+                }),
             );
         }
         keep_first(
@@ -723,6 +760,7 @@ impl BridgeNetwork {
     ) -> Result<usize> {
         let live: HashSet<&str> = live_container_ids.iter().copied().collect();
         let mut live_veths: HashSet<String> = live.iter().map(|id| self.veth_name(id)).collect();
+        live_veths.extend(live.iter().filter_map(|id| legacy_veth_name(id)));
         live_veths.extend(live_elsewhere.iter().cloned());
 
         let mut dead: BTreeSet<String> = self
@@ -864,6 +902,11 @@ mod tests {
             assert_eq!(n, veth_name(odd, "bridge"));
         }
         assert_ne!(veth_name("web-1", "bridge"), veth_name("web-2", "bridge"));
+        // The one name of before, still of our shape, never one of today's names.
+        let old = legacy_veth_name(id).expect("hex id");
+        assert_eq!(old, "vb3f2a9c1d0b7");
+        assert!(is_veth_name(&old) && is_veth_of(&old, id));
+        assert_eq!(legacy_veth_name("web-1"), None);
         // Other software's links are never taken for ours.
         for other in [
             "vboxnet0",

@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_network::bridge_network::{
-    veth_name, BridgeNetwork, BridgeNetworkConfig, BridgeNetworkError, ConnectRequest, Endpoint,
+    legacy_veth_name, veth_name, BridgeNetwork, BridgeNetworkConfig, BridgeNetworkError,
+    ConnectRequest, Endpoint,
 };
 use berth_network::firewall::iptables::IptablesDriver;
 use berth_network::firewall::nftables::NftablesDriver;
@@ -802,6 +803,30 @@ fn a_namespace_on_two_networks() {
     assert!(common::link_exists(&veth_name(&id, "neta")));
     let ipam_b = Ipam::new(&tmp.path().join("state"), "netb", b.subnet()).expect("ipam");
     assert!(!ipam_b.allocations().expect("allocations").contains_key(&id));
+
+    // A veth named as a berthd before per-network names did (a container it started,
+    // still running after an upgrade): recovery keeps it, its disconnect takes it.
+    let old_id = format!("d{tag}{}", "0".repeat(57));
+    let old_veth = legacy_veth_name(&old_id).expect("hex id");
+    let _old_guard = LinkGuard::new(&old_veth);
+    let mut nl = Netlink::new().expect("netlink");
+    let bridge_a = nl.link_index(&br_a).expect("lookup").expect("bridge a");
+    nl.create_veth_on(&old_veth, &format!("po{tag}"), None, Some(bridge_a))
+        .expect("legacy veth");
+    assert_eq!(
+        a.recover(&[&id, &old_id], &Default::default())
+            .expect("recover with a legacy veth"),
+        0
+    );
+    assert!(
+        common::link_exists(&old_veth),
+        "a live legacy veth was reaped"
+    );
+    a.disconnect(&old_id).expect("disconnect the legacy one");
+    assert!(
+        !common::link_exists(&old_veth),
+        "legacy veth outlived its disconnect"
+    );
 
     a.disconnect(&id).expect("disconnect a");
     b.disconnect(&peer_id).expect("disconnect peer");
