@@ -28,7 +28,7 @@ use crate::clock;
 use crate::container_mounts::{self, MountKind, MountRecord, PlannedMount, Source};
 use crate::container_names;
 use crate::container_record::{
-    ContainerRecord, NetworkEndpoint, PublishedPort, RunState, Status, ZERO_TIME,
+    ContainerRecord, ExtraNetwork, NetworkEndpoint, PublishedPort, RunState, Status, ZERO_TIME,
 };
 use crate::container_spec::{self, EtcFiles, NetnsPlan};
 use crate::events::EventBus;
@@ -222,14 +222,13 @@ impl ContainerManager {
             })
     }
 
-    /// Running containers on a user network: (id, name, ip).
+    /// Running containers on a network (a user network's id; empty for the default
+    /// bridge), whichever of their networks it is: (id, name, endpoint).
     pub fn network_members(&self, network_id: &str) -> Vec<(String, String, NetworkEndpoint)> {
         lock(&self.records)
             .values()
             .filter_map(|r| {
-                r.network
-                    .as_ref()
-                    .filter(|n| !network_id.is_empty() && n.network_id == network_id)
+                r.endpoint_on(network_id)
                     .map(|n| (r.id.clone(), r.name.clone(), n.clone()))
             })
             .collect()
@@ -269,18 +268,18 @@ impl ContainerManager {
     }
 
     /// `network prune`: removes the user networks that no container (running or not) names
-    /// in its network mode; returns their names.
+    /// in its network mode or among its other networks; returns their names.
     pub fn prune_networks(&self) -> Vec<String> {
         let used: std::collections::HashSet<String> = self
             .list()
             .iter()
-            .filter_map(|r| {
-                r.network
-                    .as_ref()
-                    .map(|n| n.network_id.clone())
-                    .filter(|id| !id.is_empty())
-                    .or_else(|| self.networks.find(r.network_mode()).map(|n| n.id))
+            .flat_map(|r| {
+                let mut ids: Vec<String> = r.endpoints().map(|n| n.network_id.clone()).collect();
+                ids.extend(r.extra_networks.iter().map(|x| x.network_id.clone()));
+                ids.extend(self.networks.find(r.network_mode()).map(|n| n.id));
+                ids
             })
+            .filter(|id| !id.is_empty())
             .collect();
         let mut deleted = Vec::new();
         for net in self.networks.list() {
@@ -295,14 +294,16 @@ impl ContainerManager {
         deleted
     }
 
-    /// `network connect` (`connect: true`) and `disconnect` of a container that does not
-    /// run: sets the network it joins at its next start. `network` is a predefined network's
-    /// name or a user network's name or id (resolved by the caller, which answered 404 for
-    /// an unknown one); `aliases` are the endpoint's `--alias` names.
+    /// `network connect` (`connect: true`) and `disconnect`. `network` is a predefined
+    /// network's name or a user network's id (resolved by the caller, which answered 404
+    /// for an unknown one); `aliases` are the endpoint's `--alias` names.
     ///
-    /// berth runs a container on one network: connecting one that is on a user network to
-    /// another, and anything on a running container, answer 501 with what to do instead.
-    /// A container disconnected from its network starts with `lo` only (mode `none`).
+    /// A container's first network is its `NetworkMode` (eth0, the default route, the
+    /// published ports); networks connected later are `extra_networks` (eth1, eth2, ...).
+    /// A stopped container's record changes and takes effect at its next start; a running
+    /// one gets (or loses) the interface in its namespace now, and the /etc/hosts of the
+    /// network's members change with it. Disconnecting the first network makes the next
+    /// one the first at the next start; disconnecting the last leaves `lo` only.
     pub async fn set_network(
         self: &Arc<Self>,
         container: &str,
@@ -313,6 +314,8 @@ impl ContainerManager {
         let record = self.find(container)?;
         let live = self.live(&record.id);
         let _op = live.op.lock().await;
+        // A network's removal waits for a connect in progress, and the reverse.
+        let _joining = self.network_guard.read().await;
         let record = self.find(&record.id)?;
         if matches!(record.state.status, Status::Removing | Status::Dead) {
             return Err(ApiError::conflict(format!(
@@ -326,10 +329,21 @@ impl ContainerManager {
             .map_or(network, |u| u.name.as_str())
             .to_owned();
         let mode = record.network_mode().to_owned();
-        let on_it = match &user {
-            Some(u) => self.networks.find(&mode).is_some_and(|m| m.id == u.id),
-            None => mode == network,
+        // The network as records name it: a user network's id, empty for the default bridge.
+        let key = user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
+        let bridged = user.is_some() || network == "bridge";
+        let primary_key = match mode.as_str() {
+            _ if record.detached => None,
+            "bridge" => Some(String::new()),
+            "host" | "none" => None,
+            m => self.networks.find(m).map(|n| n.id),
         };
+        let on_primary = if bridged {
+            primary_key.as_deref() == Some(key.as_str())
+        } else {
+            mode == network && !record.detached
+        };
+        let on_extra = bridged && record.extra_networks.iter().any(|x| x.network_id == key);
         let host_conflict = || {
             ApiError::bad_request(
                 "container cannot be disconnected from host network or connected to host network",
@@ -340,6 +354,7 @@ impl ContainerManager {
                 "container sharing network namespace with another container or host cannot be connected to any other network",
             ));
         }
+        let on_it = on_primary || on_extra;
         if connect && on_it {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -361,32 +376,19 @@ impl ContainerManager {
                 record.id
             )));
         }
-        if record.state.status.is_running() {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                format!(
-                    "berth cannot {} a running container yet: stop {}, run the command again, then start it",
-                    if connect { "connect a network to" } else { "disconnect a network from" },
-                    record.name
-                ),
-            ));
-        }
-        let new_mode = if connect {
+        if connect {
             if mode == "host" || network == "host" {
                 return Err(host_conflict());
             }
-            if network == "none" {
+            // dockerd's ErrConflictNoNetwork: `none` goes with no other network.
+            let none_with_others = if network == "none" {
+                !record.detached
+            } else {
+                mode == "none" && !record.detached
+            };
+            if none_with_others {
                 return Err(ApiError::bad_request(
                     "container cannot be connected to multiple networks with one of the networks in private (none) mode",
-                ));
-            }
-            if mode != "bridge" && mode != "none" {
-                return Err(ApiError::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    format!(
-                        "berth runs a container on one network and {} is on {mode}: disconnect it from {mode} first",
-                        record.name
-                    ),
                 ));
             }
             if !aliases.is_empty() && user.is_none() {
@@ -394,22 +396,20 @@ impl ContainerManager {
                     "network-scoped alias is supported only for containers in user defined networks",
                 ));
             }
-            // The name, as `--network NAME` records it.
-            net_name.clone()
+        } else if mode == "host" {
+            return Err(host_conflict());
+        }
+        let running = record.state.status.is_running();
+        let record = if connect {
+            self.connect_network(&record, user.as_ref(), &net_name, &key, aliases, running)
+                .await?
         } else {
-            if mode == "host" {
-                return Err(host_conflict());
-            }
-            "none".to_owned()
+            self.disconnect_network(&record, &key, on_primary, running)
+                .await?
         };
-        let record = self.update(&record.id, |r| {
-            r.host_config.network_mode = new_mode;
-            if connect {
-                r.aliases = aliases;
-            } else {
-                r.aliases.clear();
-            }
-        })?;
+        if running {
+            self.refresh_hosts(std::slice::from_ref(&key), Some(&record.id));
+        }
         let network_id = match &user {
             Some(u) => u.id.clone(),
             None => self.networks.predefined_id(network),
@@ -430,50 +430,219 @@ impl ContainerManager {
         Ok(record)
     }
 
+    /// The checked `connect` of [`set_network`](Self::set_network): records the network
+    /// and, on a running container, makes its interface first. A detached container's
+    /// network becomes its first (eth0, the default route, its published ports).
+    async fn connect_network(
+        self: &Arc<Self>,
+        record: &ContainerRecord,
+        user: Option<&UserNetwork>,
+        net_name: &str,
+        key: &str,
+        aliases: Vec<String>,
+        running: bool,
+    ) -> Result<ContainerRecord, ApiError> {
+        let id = record.id.clone();
+        let first = record.detached;
+        if net_name == "none" {
+            return self.update(&id, |r| {
+                r.host_config.network_mode = "none".to_owned();
+                r.detached = false;
+            });
+        }
+        let endpoint = if running {
+            // Started with `lo` only (disconnected from everything), it has no namespace
+            // file: its init's namespace is the one to connect, as dockerd always does.
+            let mut netns = self.paths.netns(&id);
+            if !netns.exists() && record.state.pid > 0 {
+                netns = PathBuf::from(format!("/proc/{}/ns/net", record.state.pid));
+            }
+            if !netns.exists() {
+                return Err(ApiError::internal(format!(
+                    "container {id} has no network namespace to connect"
+                )));
+            }
+            let used: Vec<String> = record.endpoints().map(|e| e.ifname().to_owned()).collect();
+            let ifname = if first && !used.iter().any(|n| n == "eth0") {
+                "eth0".to_owned()
+            } else {
+                next_ifname(&used)
+            };
+            let specs = if first {
+                port_specs(&record.host_config, &exposed_ports(&record.config))?
+            } else {
+                Vec::new()
+            };
+            let this = self.clone();
+            let user = user.cloned();
+            let aliases = aliases.clone();
+            let id2 = id.clone();
+            let ep = blocking(move || {
+                let net = match &user {
+                    Some(u) => this.networks.bridge(u)?,
+                    None => this.network()?,
+                };
+                let req = ConnectRequest {
+                    ifname: &ifname,
+                    default_route: first,
+                    ..ConnectRequest::primary(&id2, &netns, &specs)
+                };
+                let started = std::time::Instant::now();
+                let ep = net.connect(&req).map_err(|e| {
+                    ApiError::internal(format!("cannot connect to the network: {e}"))
+                })?;
+                tracing::debug!(
+                    id = %id2,
+                    network = %net.name(),
+                    %ifname,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "connected a running container"
+                );
+                Ok(endpoint_record(user.as_ref(), &ep, &ifname, aliases))
+            })
+            .await?;
+            Some(ep)
+        } else {
+            None
+        };
+        // It may have exited while the interface was made: its exit's release did not see
+        // the new endpoint, so it is not recorded but taken down here.
+        let mut exited = false;
+        let updated = self.update(&id, |r| {
+            exited = running && !r.state.status.is_running();
+            if exited {
+                return;
+            }
+            if first {
+                r.host_config.network_mode = net_name.to_owned();
+                r.aliases = aliases.clone();
+                r.detached = false;
+                if endpoint.is_some() {
+                    r.network = endpoint.clone();
+                }
+            } else {
+                r.extra_networks.push(ExtraNetwork {
+                    network_id: key.to_owned(),
+                    network_name: net_name.to_owned(),
+                    aliases: aliases.clone(),
+                });
+                r.extra_endpoints.extend(endpoint.clone());
+            }
+        });
+        if (updated.is_err() || exited) && endpoint.is_some() {
+            // Not on record: nothing would ever tear the interface down.
+            self.drop_endpoint(&id, key, first).await;
+        }
+        if exited {
+            return Err(ApiError::conflict(format!(
+                "container {id} exited while it was being connected"
+            )));
+        }
+        updated
+    }
+
+    /// The checked `disconnect` of [`set_network`](Self::set_network).
+    async fn disconnect_network(
+        self: &Arc<Self>,
+        record: &ContainerRecord,
+        key: &str,
+        on_primary: bool,
+        running: bool,
+    ) -> Result<ContainerRecord, ApiError> {
+        let id = record.id.clone();
+        if running {
+            if let Some(ep) = record.endpoint_on(key) {
+                let ports = !ep.ports.is_empty();
+                self.drop_endpoint(&id, key, ports).await;
+            }
+        }
+        self.update(&id, |r| {
+            if r.network.as_ref().is_some_and(|n| n.network_id == key) {
+                r.network = None;
+            }
+            r.extra_endpoints.retain(|e| e.network_id != key);
+            if !on_primary {
+                r.extra_networks.retain(|x| x.network_id != key);
+                return;
+            }
+            if r.extra_networks.is_empty() {
+                r.host_config.network_mode = "none".to_owned();
+                r.aliases.clear();
+                r.detached = true;
+            } else {
+                // The next network becomes the first at the next start.
+                let next = r.extra_networks.remove(0);
+                r.host_config.network_mode = next.network_name;
+                r.aliases = next.aliases;
+            }
+        })
+    }
+
+    /// Takes a running container's interface on one network away: its veth, its address,
+    /// and (`port_rules`) its published ports' rules. Errors are logged: the record forgets
+    /// the endpoint either way, and crash recovery finds what is left.
+    async fn drop_endpoint(self: &Arc<Self>, id: &str, key: &str, port_rules: bool) {
+        let this = self.clone();
+        let (id, key) = (id.to_owned(), key.to_owned());
+        let _ = blocking(move || {
+            let net = if key.is_empty() {
+                this.network()
+            } else {
+                this.networks
+                    .find(&key)
+                    .ok_or_else(|| ApiError::not_found(format!("network {key} not found")))
+                    .and_then(|n| this.networks.bridge(&n))
+            };
+            match net {
+                Ok(net) => {
+                    if let Err(e) = net.disconnect_with(&id, port_rules, false) {
+                        tracing::warn!(%id, network = %key, %e, "cannot disconnect");
+                    }
+                }
+                Err(e) => tracing::warn!(%id, network = %key, %e.message, "cannot disconnect"),
+            }
+            Ok(())
+        })
+        .await;
+    }
+
     /// The default bridge's link name.
     pub fn default_bridge_name(&self) -> &str {
         &self.network_config.bridge
     }
 
-    /// Rewrites, in place, the /etc/hosts of every running container on a user network
-    /// with the names and addresses of the others (how they find each other by name).
-    fn refresh_hosts(&self, network_id: &str) {
-        if network_id.is_empty() {
+    /// Rewrites, in place, the /etc/hosts of every running container on the user networks
+    /// `network_ids` (and of `also`, which may just have left one), with the names and
+    /// addresses of the containers it shares a user network with (how they find each other
+    /// by name).
+    fn refresh_hosts(&self, network_ids: &[String], also: Option<&str>) {
+        let user_ids: Vec<&str> = network_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if user_ids.is_empty() && also.is_none() {
             return;
         }
-        let members: Vec<(ContainerRecord, std::net::Ipv4Addr)> = lock(&self.records)
+        let all: Vec<ContainerRecord> = lock(&self.records)
             .values()
-            .filter_map(|r| {
-                let n = r.network.as_ref().filter(|n| n.network_id == network_id)?;
-                Some((r.clone(), n.ip.parse().ok()?))
-            })
+            .filter(|r| r.endpoints().next().is_some() || Some(r.id.as_str()) == also)
+            .cloned()
             .collect();
-        for (r, ip) in &members {
-            let text = self.hosts_text(r, *ip, &members);
+        for r in &all {
+            let affected = r
+                .endpoints()
+                .any(|e| user_ids.contains(&e.network_id.as_str()))
+                || (Some(r.id.as_str()) == also && r.state.status.is_running());
+            if !affected {
+                continue;
+            }
             // `fs::write` truncates and writes the same file: the container's bind mount
             // of it sees the new text.
-            if let Err(e) = std::fs::write(&self.paths.etc(&r.id).hosts, text) {
+            if let Err(e) = std::fs::write(&self.paths.etc(&r.id).hosts, hosts_text(r, &all)) {
                 tracing::warn!(id = %r.id, %e, "cannot refresh /etc/hosts");
             }
         }
-    }
-
-    fn hosts_text(
-        &self,
-        record: &ContainerRecord,
-        ip: std::net::Ipv4Addr,
-        members: &[(ContainerRecord, std::net::Ipv4Addr)],
-    ) -> String {
-        let mut extra = Vec::new();
-        for (other, other_ip) in members.iter().filter(|(o, _)| o.id != record.id) {
-            let addr = std::net::IpAddr::V4(*other_ip);
-            extra.push((other.name.clone(), addr));
-            extra.push((other.id[..12].to_owned(), addr));
-            for alias in &other.aliases {
-                extra.push((alias.clone(), addr));
-            }
-        }
-        berth_network::etc_files::hosts(&container_spec::hostname(record), Some(ip), &extra)
     }
 
     fn live(&self, id: &str) -> Arc<Live> {
@@ -674,6 +843,9 @@ impl ContainerManager {
             restart_count: 0,
             mounts: mounts.clone(),
             aliases: aliases.clone(),
+            extra_networks: Vec::new(),
+            extra_endpoints: Vec::new(),
+            detached: false,
         };
 
         if let Err(e) = self.images.snapshotter.create(&id, &image.chain_ids) {
@@ -843,18 +1015,20 @@ impl ContainerManager {
         let this = self.clone();
         let rec = record.clone();
         let prepared = blocking(move || this.prepare_start(&rec)).await;
-        let endpoint = match prepared {
-            Ok(endpoint) => endpoint,
+        let (endpoint, extra_endpoints) = match prepared {
+            Ok(endpoints) => endpoints,
             Err(e) => {
                 self.fail_start(id, &e.message, 128).await;
                 return Err(e);
             }
         };
-        let mut record = self.update(id, |r| r.network = endpoint.clone())?;
+        let mut record = self.update(id, |r| {
+            r.network = endpoint.clone();
+            r.extra_endpoints = extra_endpoints.clone();
+        })?;
         drop(joining);
-        if let Some(ep) = &endpoint {
-            self.refresh_hosts(&ep.network_id);
-        }
+        let joined: Vec<String> = record.endpoints().map(|e| e.network_id.clone()).collect();
+        self.refresh_hosts(&joined, None);
         let state_dir = self.paths.state_dir(id);
         let launch = ShimLaunch {
             shim_bin: &self.paths.shim_bin,
@@ -915,7 +1089,7 @@ impl ContainerManager {
 
     /// Mounts the rootfs, sets up the network and writes the bundle. Undoes its own steps
     /// when one fails.
-    fn prepare_start(&self, record: &ContainerRecord) -> Result<Option<NetworkEndpoint>, ApiError> {
+    fn prepare_start(&self, record: &ContainerRecord) -> Result<Endpoints, ApiError> {
         let id = &record.id;
         let rootfs =
             self.images.snapshotter.mount(id).map_err(|e| {
@@ -932,7 +1106,7 @@ impl ContainerManager {
         &self,
         record: &ContainerRecord,
         rootfs: &Path,
-    ) -> Result<Option<NetworkEndpoint>, ApiError> {
+    ) -> Result<Endpoints, ApiError> {
         let id = &record.id;
         let image_config = record
             .image_config
@@ -953,10 +1127,11 @@ impl ContainerManager {
             self.update(id, |r| r.config.hostname = hostname)?;
             let spec = container_spec::plan(&joined, &process, rootfs, &netns, &etc, &binds)?;
             self.write_bundle(id, &spec)?;
-            return Ok(None);
+            return Ok((None, Vec::new()));
         }
         let etc = self.paths.etc(id);
         let hostname = container_spec::hostname(record);
+        let mut extra_endpoints = Vec::new();
         let (netns, endpoint) = match record.network_mode() {
             "host" => {
                 let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -990,11 +1165,7 @@ impl ContainerManager {
                 let exposed = exposed_ports(&record.config);
                 let specs = port_specs(&record.host_config, &exposed)?;
                 let ep = net
-                    .connect(&ConnectRequest {
-                        container_id: id,
-                        netns: &path,
-                        ports: &specs,
-                    })
+                    .connect(&ConnectRequest::primary(id, &path, &specs))
                     .map_err(|e| {
                         let msg = e.to_string();
                         if msg.contains("already in use") || msg.contains("already allocated") {
@@ -1006,24 +1177,33 @@ impl ContainerManager {
                             ApiError::internal(format!("cannot connect to the bridge network: {msg}"))
                         }
                     })?;
-                let endpoint = NetworkEndpoint {
-                    network_id: user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
-                    network_name: user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
-                    ip: ep.ip.to_string(),
-                    prefix_len: ep.prefix_len,
-                    gateway: ep.gateway.to_string(),
-                    mac: ep.mac.clone(),
-                    ports: ep
-                        .ports
-                        .iter()
-                        .map(|m| PublishedPort {
-                            host_ip: m.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                            host_port: m.host_port,
-                            container_port: m.container_port,
-                            protocol: m.protocol.as_str().to_owned(),
-                        })
-                        .collect(),
-                };
+                let endpoint = endpoint_record(user.as_ref(), &ep, "eth0", record.aliases.clone());
+                for (i, extra) in record.extra_networks.iter().enumerate() {
+                    let ifname = format!("eth{}", i + 1);
+                    let (user, net) = if extra.network_id.is_empty() {
+                        (None, self.network()?)
+                    } else {
+                        let u = self.networks.find(&extra.network_id).ok_or_else(|| {
+                            ApiError::not_found(format!("network {} not found", extra.network_name))
+                        })?;
+                        let net = self.networks.bridge(&u)?;
+                        (Some(u), net)
+                    };
+                    let ep = net
+                        .connect(&ConnectRequest::secondary(id, &path, &ifname))
+                        .map_err(|e| {
+                            ApiError::internal(format!(
+                                "cannot connect to network {}: {e}",
+                                extra.network_name
+                            ))
+                        })?;
+                    extra_endpoints.push(endpoint_record(
+                        user.as_ref(),
+                        &ep,
+                        &ifname,
+                        extra.aliases.clone(),
+                    ));
+                }
                 write(
                     &etc.hosts,
                     berth_network::etc_files::hosts(&hostname, Some(ep.ip), &[]),
@@ -1042,7 +1222,7 @@ impl ContainerManager {
         )?;
         let spec = container_spec::plan(record, &process, rootfs, &netns, &etc, &binds)?;
         self.write_bundle(id, &spec)?;
-        Ok(endpoint)
+        Ok((endpoint, extra_endpoints))
     }
 
     fn write_bundle(&self, id: &str, spec: &serde_json::Value) -> Result<(), ApiError> {
@@ -1137,6 +1317,33 @@ impl ContainerManager {
                     tracing::warn!(%id, %e, "cannot disconnect from the bridge");
                 }
             }
+            // The other networks: those it is on, and (after a run, which may have failed
+            // before the record showed them) those it joins at start.
+            let mut others: Vec<&str> = record
+                .extra_endpoints
+                .iter()
+                .map(|e| e.network_id.as_str())
+                .collect();
+            if after_run {
+                others.extend(record.extra_networks.iter().map(|x| x.network_id.as_str()));
+            }
+            others.sort_unstable();
+            others.dedup();
+            for key in others.into_iter().filter(|k| *k != network_id) {
+                let net = if key.is_empty() {
+                    lock(&self.network).clone()
+                } else {
+                    self.networks
+                        .find(key)
+                        .and_then(|n| self.networks.bridge(&n).ok())
+                };
+                if let Some(net) = net {
+                    let netns_goes = !self.has_running_joiners(id);
+                    if let Err(e) = net.disconnect_with(id, false, netns_goes) {
+                        tracing::warn!(%id, network = %key, %e, "cannot disconnect");
+                    }
+                }
+            }
             if let Err(e) = berth_network::netns::remove_netns(&netns) {
                 tracing::warn!(%id, %e, "cannot remove the network namespace");
             }
@@ -1221,7 +1428,7 @@ impl ContainerManager {
     /// A start that failed: the container is exited with `code` and the message, as
     /// Docker records it (127 for a missing command, 126 for one that cannot run).
     async fn fail_start(self: &Arc<Self>, id: &str, msg: &str, code: i64) {
-        let network_id = self.network_id_of(id);
+        let network_ids = self.network_ids_of(id);
         let this = self.clone();
         let id2 = id.to_owned();
         let _ = blocking(move || {
@@ -1234,6 +1441,7 @@ impl ContainerManager {
         .await;
         let _ = self.update(id, |r| {
             r.network = None;
+            r.extra_endpoints.clear();
             r.state.status = if r.state.started_at == ZERO_TIME {
                 Status::Created
             } else {
@@ -1243,7 +1451,7 @@ impl ContainerManager {
             r.state.error = msg.to_owned();
             r.state.pid = 0;
         });
-        self.refresh_hosts(&network_id);
+        self.refresh_hosts(&network_ids, None);
         // Waiters (`docker run` waits for next-exit before it starts) learn of it as an
         // exit, as dockerd reports a failed start.
         self.live(id).exits.send_modify(|e| {
@@ -1252,11 +1460,11 @@ impl ContainerManager {
         });
     }
 
-    /// The user network a container's endpoint is on; empty for none or the default.
-    fn network_id_of(&self, id: &str) -> String {
+    /// The networks a container's endpoints are on (empty for the default bridge).
+    fn network_ids_of(&self, id: &str) -> Vec<String> {
         lock(&self.records)
             .get(id)
-            .and_then(|r| r.network.as_ref().map(|n| n.network_id.clone()))
+            .map(|r| r.endpoints().map(|n| n.network_id.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -1298,7 +1506,7 @@ impl ContainerManager {
     ) {
         let shim = Shim::new(&self.paths.state_dir(id));
         let _ = shim.delete().await;
-        let network_id = self.network_id_of(id);
+        let network_ids = self.network_ids_of(id);
         let this = self.clone();
         let id2 = id.to_owned();
         let _ = blocking(move || {
@@ -1315,13 +1523,14 @@ impl ContainerManager {
             r.state.pid = 0;
             r.state.finished_at = clock::now_rfc3339();
             r.network = None;
+            r.extra_endpoints.clear();
             if let Some(e) = &error {
                 r.state.error = e.clone();
             }
         }) else {
             return;
         };
-        self.refresh_hosts(&network_id);
+        self.refresh_hosts(&network_ids, None);
         self.event("die", &record, &[("exitCode", code.to_string())]);
         self.volume_events("unmount", &record);
         live.exits.send_modify(|e| {
@@ -1717,13 +1926,17 @@ impl ContainerManager {
             Ok(())
         })
         .await;
-        // Leftovers of containers that no longer exist (a crash between steps).
-        let known: Vec<String> = self
-            .list()
-            .iter()
-            .filter(|r| r.network.is_some())
-            .map(|r| r.id.clone())
-            .collect();
+        // Leftovers of containers that no longer exist, or of endpoints they no longer
+        // have (a crash between steps): each network keeps the endpoints recorded on it,
+        // and no network takes another's veth for an orphan.
+        let mut on: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.list() {
+            for ep in r.endpoints() {
+                on.entry(ep.network_id.clone())
+                    .or_default()
+                    .push(r.id.clone());
+            }
+        }
         let this = self.clone();
         let _ = blocking(move || {
             // Only a network that was set up before has leftovers; opening it otherwise
@@ -1732,13 +1945,31 @@ impl ContainerManager {
                 .network_config
                 .state_dir
                 .join(format!("{}.network.json", this.network_config.name));
-            let ids: Vec<&str> = known.iter().map(String::as_str).collect();
-            this.networks.recover(&ids);
+            let live_veths: std::collections::HashSet<String> = on
+                .iter()
+                .flat_map(|(net, ids)| {
+                    let name = if net.is_empty() {
+                        this.network_config.name.clone()
+                    } else {
+                        crate::networks::bridge_network_name(net)
+                    };
+                    ids.iter().flat_map(move |id| {
+                        // A veth of a berthd from before per-network names, too.
+                        std::iter::once(berth_network::bridge_network::veth_name(id, &name))
+                            .chain(berth_network::bridge_network::legacy_veth_name(id))
+                    })
+                })
+                .collect();
+            this.networks.recover(&on, &live_veths);
             if !recorded.exists() {
                 return Ok(());
             }
+            let ids: Vec<&str> = on
+                .get("")
+                .map(|ids| ids.iter().map(String::as_str).collect())
+                .unwrap_or_default();
             if let Ok(net) = this.network() {
-                match net.recover(&ids) {
+                match net.recover(&ids, &live_veths) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(cleaned = n, "removed network leftovers"),
                     Err(e) => tracing::warn!(%e, "network recovery failed"),
@@ -1748,6 +1979,83 @@ impl ContainerManager {
         })
         .await;
     }
+}
+
+/// What a start sets up: the first network's endpoint, and those of the others.
+type Endpoints = (Option<NetworkEndpoint>, Vec<NetworkEndpoint>);
+
+/// A network's endpoint as the record keeps it.
+fn endpoint_record(
+    user: Option<&UserNetwork>,
+    ep: &berth_network::bridge_network::Endpoint,
+    ifname: &str,
+    aliases: Vec<String>,
+) -> NetworkEndpoint {
+    NetworkEndpoint {
+        network_id: user.map(|u| u.id.clone()).unwrap_or_default(),
+        network_name: user.map(|u| u.name.clone()).unwrap_or_default(),
+        ip: ep.ip.to_string(),
+        prefix_len: ep.prefix_len,
+        gateway: ep.gateway.to_string(),
+        mac: ep.mac.clone(),
+        ports: ep
+            .ports
+            .iter()
+            .map(|m| PublishedPort {
+                host_ip: m.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                host_port: m.host_port,
+                container_port: m.container_port,
+                protocol: m.protocol.as_str().to_owned(),
+            })
+            .collect(),
+        ifname: ifname.to_owned(),
+        aliases,
+    }
+}
+
+/// The interface for one more network: `eth<N>` after the highest in use, as Docker numbers
+/// them in connect order.
+fn next_ifname(used: &[String]) -> String {
+    let next = used
+        .iter()
+        .filter_map(|n| n.strip_prefix("eth")?.parse::<u32>().ok())
+        .max()
+        .map_or(0, |n| n + 1);
+    format!("eth{next}")
+}
+
+/// A container's /etc/hosts: its own name on its first address, and the containers it
+/// shares a user network with (by name, short id and their aliases on that network), at
+/// their address on that network. `all`: the records with endpoints.
+fn hosts_text(record: &ContainerRecord, all: &[ContainerRecord]) -> String {
+    let own_ip = record.endpoints().find_map(|e| e.ip.parse().ok());
+    let mut extra = Vec::new();
+    for ep in record.endpoints().filter(|e| !e.network_id.is_empty()) {
+        for other in all.iter().filter(|o| o.id != record.id) {
+            let Some(oep) = other.endpoint_on(&ep.network_id) else {
+                continue;
+            };
+            let Ok(ip) = oep.ip.parse::<std::net::Ipv4Addr>() else {
+                continue;
+            };
+            let addr = std::net::IpAddr::V4(ip);
+            extra.push((other.name.clone(), addr));
+            extra.push((other.id[..12.min(other.id.len())].to_owned(), addr));
+            // Endpoints recorded before they carried their aliases: the first network's
+            // are the record's.
+            let primary = other
+                .network
+                .as_ref()
+                .is_some_and(|p| p.network_id == oep.network_id);
+            let aliases = if oep.aliases.is_empty() && primary {
+                &other.aliases
+            } else {
+                &oep.aliases
+            };
+            extra.extend(aliases.iter().map(|a| (a.clone(), addr)));
+        }
+    }
+    berth_network::etc_files::hosts(&container_spec::hostname(record), own_ip, &extra)
 }
 
 /// Kills every process in the container's cgroups and removes them: on v1 one per
@@ -2097,6 +2405,17 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 mod tests {
     use super::*;
     use berth_api::container::{HostConfig, PortBinding, RestartPolicy};
+
+    #[test]
+    fn further_networks_get_the_next_interface() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(next_ifname(&[]), "eth0");
+        assert_eq!(next_ifname(&names(&["eth0"])), "eth1");
+        // After the highest, as Docker numbers in connect order: a gap is not reused.
+        assert_eq!(next_ifname(&names(&["eth0", "eth2"])), "eth3");
+        assert_eq!(next_ifname(&names(&["eth1"])), "eth2");
+        assert_eq!(next_ifname(&names(&["lo", "eth0"])), "eth1");
+    }
 
     #[test]
     fn port_bindings_become_specs() {

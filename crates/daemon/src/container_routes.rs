@@ -22,7 +22,7 @@ use crate::attach_input::{self, InputEnd};
 use crate::clock;
 use crate::container_logs;
 use crate::container_manager::{AttachTarget, WaitCondition};
-use crate::container_record::{ContainerRecord, Status};
+use crate::container_record::{ContainerRecord, NetworkEndpoint, Status};
 use crate::query::Query;
 use crate::response::{self, ApiError, Body};
 use crate::router::{Endpoint, Routed};
@@ -475,6 +475,10 @@ fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> 
         // The network is the other container's: dockerd shows no endpoint of its own.
         return BTreeMap::new();
     }
+    if r.detached {
+        // Disconnected from every network: Docker's empty `Networks`.
+        return BTreeMap::new();
+    }
     if mode == "host" || mode == "none" {
         return BTreeMap::from([(mode.to_owned(), EndpointSettings::default())]);
     }
@@ -488,13 +492,51 @@ fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> 
         ..EndpointSettings::default()
     };
     if let Some(net) = &r.network {
-        ep.endpoint_id = r.id.clone();
-        ep.gateway = net.gateway.clone();
-        ep.ip_address = net.ip.clone();
-        ep.ip_prefix_len = net.prefix_len;
-        ep.mac_address = net.mac.clone();
+        fill_endpoint(&mut ep, r, net);
     }
-    BTreeMap::from([(key, ep)])
+    let mut all = BTreeMap::from([(key, ep)]);
+    // The networks joined later: while it runs their endpoints, else what it joins at
+    // start (a running container's endpoint wins over the same network's entry above).
+    for x in &r.extra_networks {
+        let ep = EndpointSettings {
+            aliases: x.aliases.clone(),
+            network_id: if x.network_id.is_empty() {
+                "bridge".to_owned()
+            } else {
+                x.network_id.clone()
+            },
+            ..EndpointSettings::default()
+        };
+        all.insert(x.network_name.clone(), ep);
+    }
+    for net in &r.extra_endpoints {
+        let name = if net.network_id.is_empty() {
+            "bridge".to_owned()
+        } else {
+            net.network_name.clone()
+        };
+        let mut ep = EndpointSettings {
+            aliases: net.aliases.clone(),
+            network_id: if net.network_id.is_empty() {
+                "bridge".to_owned()
+            } else {
+                net.network_id.clone()
+            },
+            ..EndpointSettings::default()
+        };
+        fill_endpoint(&mut ep, r, net);
+        all.insert(name, ep);
+    }
+    all
+}
+
+/// The address part of an endpoint's settings, from a running container's endpoint.
+fn fill_endpoint(ep: &mut EndpointSettings, r: &ContainerRecord, net: &NetworkEndpoint) {
+    ep.endpoint_id = net.endpoint_id(&r.id);
+    ep.gateway = net.gateway.clone();
+    ep.ip_address = net.ip.clone();
+    ep.ip_prefix_len = net.prefix_len;
+    ep.mac_address = net.mac.clone();
 }
 
 fn inspect(state: &Arc<DaemonState>, r: &ContainerRecord) -> ContainerInspect {

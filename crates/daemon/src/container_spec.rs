@@ -357,6 +357,9 @@ mod tests {
             state: Default::default(),
             network: None,
             aliases: Vec::new(),
+            extra_networks: Vec::new(),
+            extra_endpoints: Vec::new(),
+            detached: false,
             restart_count: 0,
             mounts: vec![],
         }

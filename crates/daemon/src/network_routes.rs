@@ -80,7 +80,7 @@ fn containers_json(members: Vec<(String, String, NetworkEndpoint)>) -> Value {
                 id.clone(),
                 json!({
                     "Name": name,
-                    "EndpointID": id,
+                    "EndpointID": ep.endpoint_id(&id),
                     "MacAddress": ep.mac,
                     "IPv4Address": format!("{}/{}", ep.ip, ep.prefix_len),
                     "IPv6Address": "",
@@ -137,14 +137,7 @@ fn predefined(state: &Arc<DaemonState>, name: &str) -> Value {
                 }]),
                 None => json!([]),
             };
-            let members = cm
-                .list()
-                .into_iter()
-                .filter_map(|r| {
-                    let ep = r.network.filter(|n| n.network_id.is_empty())?;
-                    Some((r.id, r.name, ep))
-                })
-                .collect();
+            let members = cm.network_members("");
             shape(
                 name,
                 &id,

@@ -10,7 +10,7 @@
 //!
 //! Each network has its own bridge, `br-<first 12 hex of its id>`, as Docker names them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -56,6 +56,12 @@ pub struct Networks {
     dir: PathBuf,
     file: Mutex<File>,
     open: Mutex<HashMap<String, Arc<BridgeNetwork>>>,
+}
+
+/// The [`BridgeNetwork`] name of a user network (it names the network's state files and,
+/// with a container's id, its veths): the first 12 hex digits of the network's id.
+pub fn bridge_network_name(network_id: &str) -> String {
+    network_id.get(..12).unwrap_or(network_id).to_owned()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -173,7 +179,7 @@ impl Networks {
 
     fn config(&self, net: &UserNetwork) -> BridgeNetworkConfig {
         BridgeNetworkConfig {
-            name: net.id[..12].to_owned(),
+            name: bridge_network_name(&net.id),
             bridge: net.bridge.clone(),
             subnet: Some(net.subnet),
             state_dir: self.dir.join("user").join(&net.id),
@@ -224,9 +230,10 @@ impl Networks {
         let subnet = match subnet {
             Some(s) => {
                 let s = s.trunc();
-                if s.prefix_len() > 30 {
+                // The IPAM keeps the network and broadcast addresses and the gateway out.
+                if s.prefix_len() > 29 {
                     return Err(ApiError::bad_request(format!(
-                        "invalid subnet {s}: a bridge network needs at least a /30"
+                        "invalid subnet {s}: a bridge network needs at least a /29"
                     )));
                 }
                 if let Some((who, other)) = used
@@ -331,11 +338,16 @@ impl Networks {
 
     /// At daemon start: sets up every user network's bridge (as dockerd does, so that their
     /// routes keep the default bridge's subnet pick away from them) and cleans the leftovers
-    /// of containers not in `live`.
-    pub fn recover(&self, live: &[&str]) {
+    /// of containers not on it: `live` maps a network's id to the containers with an
+    /// endpoint on it, `live_veths` are the host veths of all those endpoints.
+    pub fn recover(&self, live: &HashMap<String, Vec<String>>, live_veths: &HashSet<String>) {
         for net in self.list() {
+            let ids: Vec<&str> = live
+                .get(&net.id)
+                .map(|ids| ids.iter().map(String::as_str).collect())
+                .unwrap_or_default();
             match self.bridge(&net) {
-                Ok(b) => match b.recover(live) {
+                Ok(b) => match b.recover(&ids, live_veths) {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::info!(cleaned = n, network = %net.name, "removed network leftovers")

@@ -179,7 +179,7 @@ fn bad_input_gets_clear_errors_and_leaves_nothing() {
     assert!(!o.status.success());
     assert!(err(&o).contains("already in use"), "{}", err(&o));
     let id = ok(&engine, &["inspect", "-f", "{{.Id}}", "clash"]);
-    let veth = berth_network::bridge_network::veth_name(id.trim());
+    let veth = berth_network::bridge_network::veth_name(id.trim(), "bridge");
     let links = std::process::Command::new("ip")
         .args(["-o", "link"])
         .output()

@@ -2,8 +2,9 @@
 //! sysctls and firewall rules it needs, and per container a veth, an address and the
 //! published ports.
 //!
-//! Every container's host state is derived from its id alone (the veth name, the IPAM
-//! entry, the firewall rules' `berth:ctr=<id>` tag), so [`BridgeNetwork::disconnect`] works
+//! Every container's host state is derived from its id and the network's name alone (the
+//! veth name, the IPAM entry, the firewall rules' `berth:ctr=<id>` tag), so a container can
+//! be on several networks at once, [`BridgeNetwork::disconnect`] works
 //! after a daemon restart and [`BridgeNetwork::recover`] cleans up after a crash by running
 //! the same undo for every id no live container has.
 //!
@@ -108,6 +109,37 @@ pub struct ConnectRequest<'a> {
     /// The container's network namespace file (see [`crate::netns::create_netns`]).
     pub netns: &'a Path,
     pub ports: &'a [PortSpec],
+    /// The interface inside the container: `eth0` for the network it starts on, `eth1`,
+    /// `eth2`, ... for those it joins later, in connect order as Docker names them.
+    pub ifname: &'a str,
+    /// Whether the default route goes through this network's gateway: only the first
+    /// network's (Docker's "gateway endpoint"); a second default route would make the
+    /// container's egress depend on which one the kernel picks.
+    pub default_route: bool,
+}
+
+impl<'a> ConnectRequest<'a> {
+    /// The container's first network: `eth0`, the default route, the published ports.
+    pub fn primary(container_id: &'a str, netns: &'a Path, ports: &'a [PortSpec]) -> Self {
+        Self {
+            container_id,
+            netns,
+            ports,
+            ifname: "eth0",
+            default_route: true,
+        }
+    }
+
+    /// A further network of a container: an interface and an address, no route, no ports.
+    pub fn secondary(container_id: &'a str, netns: &'a Path, ifname: &'a str) -> Self {
+        Self {
+            container_id,
+            netns,
+            ports: &[],
+            ifname,
+            default_route: false,
+        }
+    }
 }
 
 /// A container's place on the network, for `docker inspect`'s `NetworkSettings` and the
@@ -155,18 +187,52 @@ impl std::fmt::Debug for BridgeNetwork {
     }
 }
 
-/// The host end of a container's veth: `vb` and 11 hex digits, taken from the id when it is
-/// (lower-case) hex like Docker's ids, hashed from it otherwise. Derived from the id alone so
-/// that teardown and crash recovery can find it without any other record.
-pub fn veth_name(container_id: &str) -> String {
-    let prefix = container_id.get(..11).filter(|p| {
-        p.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    match prefix {
-        Some(p) => format!("vb{p}"),
-        None => format!("vb{:016x}", fnv1a64(container_id.as_bytes()))[..13].to_string(),
-    }
+/// The host end of a container's veth on network `network` (a [`BridgeNetwork`]'s name):
+/// `vb`, 7 hex digits of the id (taken from it when it is lower-case hex like Docker's ids,
+/// hashed from it otherwise) and 4 hex digits of a stable hash of the network's name.
+/// Derived from (id, network) alone, so that teardown and crash recovery find it without
+/// any other record, and one container's veths on two networks never share a name (the
+/// teardown of one would take the other).
+pub fn veth_name(container_id: &str, network: &str) -> String {
+    let id_part = container_id
+        .get(..7)
+        .filter(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:07x}", folded(container_id, 28)));
+    format!("vb{id_part}{:04x}", folded(network, 16))
+}
+
+/// `bits` bits of the FNV-1a hash of `s`, all of the hash folded into them: FNV's high bits
+/// barely change with the last byte (`neta` and `netb` would share them).
+fn folded(s: &str, bits: u32) -> u64 {
+    let h = fnv1a64(s.as_bytes());
+    let mask = (1u64 << bits) - 1;
+    (0..64)
+        .step_by(bits as usize)
+        .fold(0, |acc, shift| acc ^ ((h >> shift) & mask))
+}
+
+/// The name berth gave a container's one veth before containers could be on several
+/// networks (`vb` and 11 hex digits of the id): a container started then and still running
+/// after an upgrade (live restore) has it, and it must neither be taken for an orphan nor
+/// outlive the container's disconnect.
+pub fn legacy_veth_name(container_id: &str) -> Option<String> {
+    container_id
+        .get(..11)
+        .filter(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .map(|p| format!("vb{p}"))
+}
+
+/// Whether `name` is one of `container_id`'s veths, on whichever network: what a leak
+/// check or a cleanup that knows the id but not the networks looks for.
+pub fn is_veth_of(name: &str, container_id: &str) -> bool {
+    is_veth_name(name) && veth_name(container_id, "")[..9] == name[..9]
 }
 
 /// Whether a link name has the shape [`veth_name`] gives.
@@ -449,6 +515,22 @@ impl BridgeNetwork {
         &self.bridge
     }
 
+    /// Whether link `name` is a port of this network's bridge.
+    fn is_port(&self, nl: &mut Netlink, name: &str) -> std::result::Result<bool, LinkError> {
+        let Some(bridge) = nl.link_index(&self.bridge)? else {
+            return Ok(false);
+        };
+        Ok(nl
+            .links()?
+            .iter()
+            .any(|l| l.name == name && l.master == Some(bridge)))
+    }
+
+    /// The host end of `container_id`'s veth on this network ([`veth_name`]).
+    pub fn veth_name(&self, container_id: &str) -> String {
+        veth_name(container_id, &self.name)
+    }
+
     fn net_fw(&self) -> NetworkFirewall {
         NetworkFirewall {
             bridge: self.bridge.clone(),
@@ -477,7 +559,7 @@ impl BridgeNetwork {
         let result = port_spec::reserve(req.ports)
             .map_err(BridgeNetworkError::from)
             .and_then(|reservation| {
-                let endpoint = self.attach(id, req.netns, reservation.mappings())?;
+                let endpoint = self.attach(req, reservation.mappings())?;
                 Ok((endpoint, reservation))
             });
         let mut ports = self.lock_ports();
@@ -506,18 +588,20 @@ impl BridgeNetwork {
     }
 
     /// The side effects of `connect` after the ports are held, undone on failure.
-    fn attach(&self, id: &str, netns: &Path, mappings: &[PortMapping]) -> Result<Endpoint> {
+    fn attach(&self, req: &ConnectRequest, mappings: &[PortMapping]) -> Result<Endpoint> {
+        let (id, netns) = (req.container_id, req.netns);
         // Per-step timings in the debug log: the setup of one container is a budget
         // (issue 6: under 5 ms), and this says where it goes.
         let t0 = std::time::Instant::now();
         let mut marks: [u128; 4] = [0; 4];
         let ip = self.ipam.allocate(id)?;
         marks[0] = t0.elapsed().as_micros();
-        let host_ifname = veth_name(id);
+        let host_ifname = self.veth_name(id);
         let mac = mac_for(ip);
         let link = ContainerLink {
             host_ifname: host_ifname.clone(),
-            container_ifname: "eth0".to_string(),
+            container_ifname: req.ifname.to_string(),
+            default_route: req.default_route,
             address: ip,
             prefix_len: self.subnet.prefix_len(),
             gateway: self.gateway(),
@@ -633,8 +717,20 @@ impl BridgeNetwork {
             keep_first(
                 &mut first,
                 "delete veth",
-                Netlink::new()
-                    .and_then(|mut nl| detach_container(&mut nl, &veth_name(container_id))),
+                Netlink::new().and_then(|mut nl| {
+                    let deleted = detach_container(&mut nl, &self.veth_name(container_id))?;
+                    if deleted {
+                        return Ok(true);
+                    }
+                    // Connected by a berthd from before per-network names: its veth is
+                    // on this bridge only if it is one of its ports.
+                    match legacy_veth_name(container_id) {
+                        Some(old) if self.is_port(&mut nl, &old)? => {
+                            detach_container(&mut nl, &old)
+                        }
+                        _ => Ok(false),
+                    }
+                }),
             );
         }
         keep_first(
@@ -652,9 +748,20 @@ impl BridgeNetwork {
     /// held ports, and veths of ours on this bridge (or on none) that no live container
     /// owns. Returns how many containers were cleaned up. Call it at daemon start, before
     /// new containers connect.
-    pub fn recover(&self, live_container_ids: &[&str]) -> Result<usize> {
+    ///
+    /// `live_container_ids` are the containers on this network; `live_elsewhere` the host
+    /// veth names of live containers' endpoints on other networks, which a masterless veth
+    /// (its bridge deleted behind berth's back) may be and must then not be taken for an
+    /// orphan.
+    pub fn recover(
+        &self,
+        live_container_ids: &[&str],
+        live_elsewhere: &HashSet<String>,
+    ) -> Result<usize> {
         let live: HashSet<&str> = live_container_ids.iter().copied().collect();
-        let live_veths: HashSet<String> = live.iter().map(|id| veth_name(id)).collect();
+        let mut live_veths: HashSet<String> = live.iter().map(|id| self.veth_name(id)).collect();
+        live_veths.extend(live.iter().filter_map(|id| legacy_veth_name(id)));
+        live_veths.extend(live_elsewhere.iter().cloned());
 
         let mut dead: BTreeSet<String> = self
             .ipam
@@ -694,7 +801,7 @@ impl BridgeNetwork {
         for id in &dead {
             tracing::info!(container = %id, network = %self.name, "cleaning up after a gone container");
             keep_first(&mut first, "recover", self.disconnect(id));
-            cleaned.insert(veth_name(id));
+            cleaned.insert(self.veth_name(id));
         }
         for name in orphan_veths {
             if cleaned.insert(name.clone()) {
@@ -772,19 +879,34 @@ mod tests {
     }
 
     #[test]
-    fn veth_names_come_from_the_id() {
+    fn veth_names_come_from_the_id_and_the_network() {
         let id = "3f2a9c1d0b7e5a4c3f2a9c1d0b7e5a4c3f2a9c1d0b7e5a4c3f2a9c1d0b7e5a4c";
-        assert_eq!(veth_name(id), "vb3f2a9c1d0b7");
-        assert!(is_veth_name(&veth_name(id)));
+        let on_bridge = veth_name(id, "bridge");
+        assert!(on_bridge.starts_with("vb3f2a9c1"), "{on_bridge}");
+        assert!(is_veth_name(&on_bridge));
+        assert_eq!(on_bridge, veth_name(id, "bridge"), "stable");
+        // One container on two networks: two names, both ours, sharing the id part.
+        let on_user = veth_name(id, "0123456789ab");
+        assert_ne!(on_bridge, on_user);
+        assert!(is_veth_name(&on_user));
+        assert_eq!(on_bridge[..9], on_user[..9]);
+        // Networks whose names differ only slightly still get different names.
+        let names: HashSet<String> = (0..64).map(|i| veth_name(id, &format!("net{i}"))).collect();
+        assert_eq!(names.len(), 64);
         // Not hex, or too short: hashed, still 13 bytes, still ours, and stable.
         for odd in ["web-1", "ABCDEF0123456789", "a", "ctr_0123456789abcdef"] {
-            let n = veth_name(odd);
+            let n = veth_name(odd, "bridge");
             assert_eq!(n.len(), 13, "{odd}");
             assert!(is_veth_name(&n), "{odd} -> {n}");
             assert!(valid_ifname(&n));
-            assert_eq!(n, veth_name(odd));
+            assert_eq!(n, veth_name(odd, "bridge"));
         }
-        assert_ne!(veth_name("web-1"), veth_name("web-2"));
+        assert_ne!(veth_name("web-1", "bridge"), veth_name("web-2", "bridge"));
+        // The one name of before, still of our shape, never one of today's names.
+        let old = legacy_veth_name(id).expect("hex id");
+        assert_eq!(old, "vb3f2a9c1d0b7");
+        assert!(is_veth_name(&old) && is_veth_of(&old, id));
+        assert_eq!(legacy_veth_name("web-1"), None);
         // Other software's links are never taken for ours.
         for other in [
             "vboxnet0",

@@ -580,13 +580,16 @@ pub struct ContainerLink {
     pub address: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
+    /// Whether the default route goes via `gateway`: only on the container's first network.
+    pub default_route: bool,
     /// The container end's MAC; `None` leaves the kernel's random one.
     pub mac: Option<[u8; 6]>,
 }
 
 /// Connects the namespace `netns` to `bridge`: a veth pair whose peer is created inside the
-/// namespace as `container_ifname`, with its address, the default route via the gateway,
-/// `lo` up and the MAC if one is given; the host end joins the bridge (in hairpin mode) and goes up. On failure the veth is deleted.
+/// namespace as `container_ifname`, with its address, the default route via the gateway
+/// when `default_route`, `lo` up and the MAC if one is given; the host end joins the bridge
+/// (in hairpin mode) and goes up. On failure the veth is deleted.
 pub fn attach_container(
     nl: &mut Netlink,
     netns: &NetnsRef,
@@ -612,7 +615,9 @@ pub fn attach_container(
         }
         inside.add_address(eth, link.address, link.prefix_len)?;
         inside.set_up(eth)?;
-        inside.add_default_route(link.gateway, eth)?;
+        if link.default_route {
+            inside.add_default_route(link.gateway, eth)?;
+        }
         nl.set_hairpin(host_index, true)?;
         nl.set_up(host_index)
     };

@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_network::bridge_network::{
-    veth_name, BridgeNetwork, BridgeNetworkConfig, BridgeNetworkError, ConnectRequest, Endpoint,
+    legacy_veth_name, veth_name, BridgeNetwork, BridgeNetworkConfig, BridgeNetworkError,
+    ConnectRequest, Endpoint,
 };
 use berth_network::firewall::iptables::IptablesDriver;
 use berth_network::firewall::nftables::NftablesDriver;
@@ -151,7 +152,7 @@ fn traces(state_dir: &Path, name: &str, subnet: Ipv4Net, listing: &str, id: &str
         .map(|a| a.contains_key(id))
         .unwrap_or(false);
     Traces {
-        veth: common::link_exists(&veth_name(id)),
+        veth: common::link_exists(&veth_name(id, name)),
         address,
         rules: listing.matches(&format!("berth:ctr={id}")).count(),
     }
@@ -256,11 +257,15 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
         dir: ns_dir.clone(),
         files: vec![ns_a.clone(), ns_b.clone()],
     };
-    let _link_guards: Vec<LinkGuard> = [&bridge, &veth_name(&id_a), &veth_name(&id_b)]
-        .into_iter()
-        .chain([&veth_name(&id_c), &veth_name(&id_d)])
-        .map(|n| LinkGuard::new(n))
-        .collect();
+    let _link_guards: Vec<LinkGuard> = [
+        &bridge,
+        &veth_name(&id_a, "bridge"),
+        &veth_name(&id_b, "bridge"),
+    ]
+    .into_iter()
+    .chain([&veth_name(&id_c, "bridge"), &veth_name(&id_d, "bridge")])
+    .map(|n| LinkGuard::new(n))
+    .collect();
 
     let cfg = BridgeNetworkConfig {
         name: "bridge".to_string(),
@@ -297,6 +302,8 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
             container_id: &id_a,
             netns: &ns_a,
             ports: &ports_a,
+            ifname: "eth0",
+            default_route: true,
         })
         .expect("connect a");
     let ep_b = net
@@ -304,12 +311,14 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
             container_id: &id_b,
             netns: &ns_b,
             ports: &[],
+            ifname: "eth0",
+            default_route: true,
         })
         .expect("connect b");
     assert!(subnet.contains(&ep_a.ip) && subnet.contains(&ep_b.ip));
     assert_ne!(ep_a.ip, ep_b.ip);
     assert_eq!((ep_a.gateway, ep_a.prefix_len), (gw, subnet.prefix_len()));
-    assert_eq!(ep_a.host_ifname, veth_name(&id_a));
+    assert_eq!(ep_a.host_ifname, veth_name(&id_a, "bridge"));
     let [a, b, c, d] = ep_a.ip.octets();
     assert_eq!(ep_a.mac, format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}"));
     assert_eq!(mac_in(&ns_a), ep_a.mac);
@@ -339,6 +348,8 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
         container_id: &id_a,
         netns: &ns_a,
         ports: &[],
+        ifname: "eth0",
+        default_route: true,
     });
     assert!(
         matches!(again, Err(BridgeNetworkError::AlreadyConnected(_))),
@@ -357,6 +368,8 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
             container_id: &id_c,
             netns: &ns_b,
             ports: &specs(&[&format!("127.0.0.1:{busy_port}:80")]),
+            ifname: "eth0",
+            default_route: true,
         })
         .expect_err("busy port");
     assert!(
@@ -378,6 +391,8 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
             container_id: &id_c,
             netns: &tmp.path().join("no-such-netns"),
             ports: &[],
+            ifname: "eth0",
+            default_route: true,
         })
         .expect_err("missing netns");
     assert!(matches!(err, BridgeNetworkError::Link(_)), "{err}");
@@ -391,6 +406,8 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
         container_id: &id_c,
         netns: &netns_c,
         ports: &specs(&["[::1]::80"]),
+        ifname: "eth0",
+        default_route: true,
     });
     remove_netns(&netns_c).expect("remove netns c");
     assert!(err.is_err(), "IPv6 host port must be refused");
@@ -416,12 +433,14 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
             container_id: &id_a,
             netns: &ns_a,
             ports: &ports_a,
+            ifname: "eth0",
+            default_route: true,
         })
         .expect("reconnect a");
     assert_eq!(ep_a2.ports.len(), 1);
     Netlink::new()
         .expect("netlink")
-        .create_veth(&veth_name(&id_d), &format!("p{tag}"), None)
+        .create_veth(&veth_name(&id_d, "bridge"), &format!("p{tag}"), None)
         .expect("stray veth");
     drop(guard.0.take());
     guard.0 = Some(open());
@@ -434,15 +453,31 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
         .hold_ports(&id_a, &ep_a2.ports)
         .expect("hold ports");
     assert!(TcpListener::bind(("127.0.0.1", port_a2)).is_err());
-    assert_eq!(restarted.recover(&[&id_b]).expect("recover"), 2);
+    assert_eq!(
+        restarted
+            .recover(&[&id_b], &Default::default())
+            .expect("recover"),
+        2
+    );
     assert_no_traces(
         traces(&state_dir, "bridge", subnet, &listing(), &id_a),
         "recover",
     );
-    assert!(!common::link_exists(&veth_name(&id_d)), "stray veth left");
+    assert!(
+        !common::link_exists(&veth_name(&id_d, "bridge")),
+        "stray veth left"
+    );
     TcpListener::bind(("127.0.0.1", port_a2)).expect("port released by recover");
-    assert!(common::link_exists(&veth_name(&id_b)), "live b was touched");
-    assert_eq!(restarted.recover(&[&id_b]).expect("recover again"), 0);
+    assert!(
+        common::link_exists(&veth_name(&id_b, "bridge")),
+        "live b was touched"
+    );
+    assert_eq!(
+        restarted
+            .recover(&[&id_b], &Default::default())
+            .expect("recover again"),
+        0
+    );
 
     // Teardown removes b, the bridge, the rules, the state, and restores ip_forward.
     guard
@@ -452,7 +487,7 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
         .teardown()
         .expect("teardown");
     assert!(!common::link_exists(&bridge));
-    assert!(!common::link_exists(&veth_name(&id_b)));
+    assert!(!common::link_exists(&veth_name(&id_b, "bridge")));
     assert!(!listing().contains("berth:"), "{}", listing());
     assert_eq!(ip_forward(), forward_before);
     let left: Vec<_> = std::fs::read_dir(&state_dir)
@@ -495,7 +530,7 @@ fn subnet_is_kept_across_restarts_and_changes_only_when_unused() {
         files: vec![ns.clone()],
     };
     let _bridge_guard = LinkGuard::new(&bridge);
-    let _veth_guard = LinkGuard::new(&veth_name(&id));
+    let _veth_guard = LinkGuard::new(&veth_name(&id, "bridge"));
     let open = |subnet: Option<Ipv4Net>| {
         BridgeNetwork::open_with_firewall(
             BridgeNetworkConfig {
@@ -543,6 +578,8 @@ fn subnet_is_kept_across_restarts_and_changes_only_when_unused() {
         container_id: &id,
         netns: &ns,
         ports: &[],
+        ifname: "eth0",
+        default_route: true,
     })
     .expect("connect");
     let err = open(Some(s3)).expect_err("subnet change while in use");
@@ -551,7 +588,7 @@ fn subnet_is_kept_across_restarts_and_changes_only_when_unused() {
         "{err}"
     );
     assert!(addresses(&bridge).contains(&gw(s2)));
-    assert!(common::link_exists(&veth_name(&id)));
+    assert!(common::link_exists(&veth_name(&id, "bridge")));
 
     net.disconnect(&id).expect("disconnect");
     guard
@@ -591,6 +628,25 @@ fn networks_are_isolated_iptables() {
     });
 }
 
+/// A network of its own subnet, with its state under `dir`.
+fn open_test_network(
+    dir: &Path,
+    name: &str,
+    bridge: &str,
+    fw: Box<dyn FirewallDriver>,
+) -> BridgeNetwork {
+    BridgeNetwork::open_with_firewall(
+        BridgeNetworkConfig {
+            name: name.into(),
+            bridge: bridge.into(),
+            subnet: Some(common::test_subnet()),
+            state_dir: dir.join("state"),
+        },
+        fw,
+    )
+    .expect("open network")
+}
+
 /// Two networks, two namespaces on the first and one on the second: traffic within a
 /// network passes, traffic between them does not, in either direction; tearing one
 /// network down leaves the other's rules (and isolation) working.
@@ -602,7 +658,7 @@ fn isolation_scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>) {
     let _links: Vec<LinkGuard> = [&br_a, &br_b]
         .into_iter()
         .cloned()
-        .chain([&id_a1, &id_a2, &id_b1].map(|i| veth_name(i)))
+        .chain([(&id_a1, "neta"), (&id_a2, "neta"), (&id_b1, "netb")].map(|(i, n)| veth_name(i, n)))
         .map(|n| LinkGuard::new(&n))
         .collect();
     let (ns_a1, ns_a2, ns_b1) = (
@@ -610,29 +666,14 @@ fn isolation_scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>) {
         common::TestNetns::new(),
         common::TestNetns::new(),
     );
-    let open = |name: &str, bridge: &str| {
-        BridgeNetwork::open_with_firewall(
-            BridgeNetworkConfig {
-                name: name.into(),
-                bridge: bridge.into(),
-                subnet: Some(common::test_subnet()),
-                state_dir: tmp.path().join("state"),
-            },
-            fw(),
-        )
-        .expect("open network")
-    };
+    let open = |name: &str, bridge: &str| open_test_network(tmp.path(), name, bridge, fw());
     let mut net_a = NetworkGuard(Some(open("neta", &br_a)));
     let net_b = NetworkGuard(Some(open("netb", &br_b)));
     let join = |net: &NetworkGuard, id: &str, ns: &common::TestNetns, ports: &[PortSpec]| {
         net.0
             .as_ref()
             .expect("network")
-            .connect(&ConnectRequest {
-                container_id: id,
-                netns: &ns.path(),
-                ports,
-            })
+            .connect(&ConnectRequest::primary(id, &ns.path(), ports))
             .expect("connect")
             .ip
     };
@@ -646,11 +687,11 @@ fn isolation_scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>) {
         .0
         .as_ref()
         .expect("network")
-        .recover(&[&id_a1, &id_a2])
+        .recover(&[&id_a1, &id_a2], &Default::default())
         .expect("recover a");
     assert_eq!(cleaned, 0);
     assert!(fw().containers().expect("list").contains(&id_b1));
-    assert!(common::link_exists(&veth_name(&id_b1)));
+    assert!(common::link_exists(&veth_name(&id_b1, "netb")));
     let pings = |ns: &common::TestNetns, to: Ipv4Addr| {
         ns.exec(&["busybox", "ping", "-c", "1", "-W", "1", &to.to_string()])
             .status
@@ -669,4 +710,125 @@ fn isolation_scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>) {
     let b_gateway = net_b.0.as_ref().expect("network").gateway();
     assert!(pings(&ns_b1, b_gateway), "b1 lost its own gateway");
     drop(net_b);
+}
+
+/// One namespace on two networks: the first gives eth0 and the default route, the second
+/// eth1 with an address on its subnet and no route; each side's neighbour is reachable,
+/// the two veths have different names, and taking the namespace off one network (or the
+/// crash recovery of one network) leaves the other endpoint as it was.
+#[test]
+fn a_namespace_on_two_networks() {
+    require_root!();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tag = common::unique();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let table = format!("berth_t{tag}");
+    let _table_guard = TableGuard(table.clone());
+    let fw =
+        || Box::new(NftablesDriver::with_table(&table).expect("driver")) as Box<dyn FirewallDriver>;
+    let id = format!("e{tag}{}", "0".repeat(57));
+    let peer_id = format!("f{tag}{}", "0".repeat(57));
+    let (br_a, br_b) = (format!("btma{tag}"), format!("btmb{tag}"));
+    let _links: Vec<LinkGuard> = [br_a.clone(), br_b.clone()]
+        .into_iter()
+        .chain([
+            veth_name(&id, "neta"),
+            veth_name(&id, "netb"),
+            veth_name(&peer_id, "netb"),
+        ])
+        .map(|n| LinkGuard::new(&n))
+        .collect();
+    assert_ne!(veth_name(&id, "neta"), veth_name(&id, "netb"));
+    let (ns, peer_ns) = (common::TestNetns::new(), common::TestNetns::new());
+    let open = |name: &str, bridge: &str| open_test_network(tmp.path(), name, bridge, fw());
+    let net_a = NetworkGuard(Some(open("neta", &br_a)));
+    let net_b = NetworkGuard(Some(open("netb", &br_b)));
+    let (a, b) = (
+        net_a.0.as_ref().expect("network"),
+        net_b.0.as_ref().expect("network"),
+    );
+    let ep_a = a
+        .connect(&ConnectRequest::primary(&id, &ns.path(), &[]))
+        .expect("connect a");
+    let started = Instant::now();
+    let ep_b = b
+        .connect(&ConnectRequest::secondary(&id, &ns.path(), "eth1"))
+        .expect("connect b");
+    eprintln!("second interface connected in {:?}", started.elapsed());
+    let peer = b
+        .connect(&ConnectRequest::primary(&peer_id, &peer_ns.path(), &[]))
+        .expect("connect peer");
+    assert_eq!(ep_b.host_ifname, veth_name(&id, "netb"));
+    assert!(b.subnet().contains(&ep_b.ip));
+
+    let eth1 = common::run_ok("ip", &["-n", &ns.name, "-4", "addr", "show", "eth1"]);
+    assert!(
+        eth1.contains(&format!("{}/{}", ep_b.ip, ep_b.prefix_len)),
+        "{eth1}"
+    );
+    let routes = common::run_ok("ip", &["-n", &ns.name, "-4", "route"]);
+    let defaults: Vec<&str> = routes
+        .lines()
+        .filter(|l| l.starts_with("default"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        defaults,
+        [format!("default via {} dev eth0", ep_a.gateway).as_str()],
+        "{routes}"
+    );
+    let pings = |ns: &common::TestNetns, to: Ipv4Addr| {
+        ns.exec(&["busybox", "ping", "-c", "1", "-W", "1", &to.to_string()])
+            .status
+            .success()
+    };
+    assert!(pings(&ns, peer.ip), "over eth1 to the peer on network b");
+    assert!(pings(&peer_ns, ep_b.ip), "from the peer back");
+
+    // Network a's recovery with the container live only on b must not take its b veth,
+    // nor its a endpoint while it is live on a.
+    assert_eq!(
+        a.recover(&[&id], &Default::default()).expect("recover a"),
+        0
+    );
+    assert!(common::link_exists(&veth_name(&id, "netb")));
+    assert!(common::link_exists(&veth_name(&id, "neta")));
+
+    // Off b: eth1 goes, its address is free again, eth0 stays.
+    b.disconnect_with(&id, false, false).expect("disconnect b");
+    assert!(!common::link_exists(&veth_name(&id, "netb")));
+    let links = common::run_ok("ip", &["-n", &ns.name, "-o", "link"]);
+    assert!(!links.contains("eth1"), "{links}");
+    assert!(links.contains("eth0"), "{links}");
+    assert!(common::link_exists(&veth_name(&id, "neta")));
+    let ipam_b = Ipam::new(&tmp.path().join("state"), "netb", b.subnet()).expect("ipam");
+    assert!(!ipam_b.allocations().expect("allocations").contains_key(&id));
+
+    // A veth named as a berthd before per-network names did (a container it started,
+    // still running after an upgrade): recovery keeps it, its disconnect takes it.
+    let old_id = format!("d{tag}{}", "0".repeat(57));
+    let old_veth = legacy_veth_name(&old_id).expect("hex id");
+    let _old_guard = LinkGuard::new(&old_veth);
+    let mut nl = Netlink::new().expect("netlink");
+    let bridge_a = nl.link_index(&br_a).expect("lookup").expect("bridge a");
+    nl.create_veth_on(&old_veth, &format!("po{tag}"), None, Some(bridge_a))
+        .expect("legacy veth");
+    assert_eq!(
+        a.recover(&[&id, &old_id], &Default::default())
+            .expect("recover with a legacy veth"),
+        0
+    );
+    assert!(
+        common::link_exists(&old_veth),
+        "a live legacy veth was reaped"
+    );
+    a.disconnect(&old_id).expect("disconnect the legacy one");
+    assert!(
+        !common::link_exists(&old_veth),
+        "legacy veth outlived its disconnect"
+    );
+
+    a.disconnect(&id).expect("disconnect a");
+    b.disconnect(&peer_id).expect("disconnect peer");
+    assert!(!common::link_exists(&veth_name(&id, "neta")));
 }

@@ -34,6 +34,7 @@ fn setup(ns_ref: impl FnOnce(&TestNetns) -> NetnsRef) {
         address: addr,
         prefix_len: subnet.prefix_len(),
         gateway: cfg.gateway,
+        default_route: true,
         mac: None,
     };
     attach_container(&mut nl, &ns_ref(&ns), &bridge, &link).expect("attach");
@@ -129,6 +130,7 @@ fn attach_failure_leaves_no_veth() {
         address: "10.213.255.2".parse().expect("ip"),
         prefix_len: 24,
         gateway: "10.213.255.1".parse().expect("ip"),
+        default_route: true,
         mac: None,
     };
     // No such bridge: must fail before creating anything.

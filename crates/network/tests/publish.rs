@@ -157,6 +157,7 @@ fn end_to_end(fw: &dyn FirewallDriver, listing: &dyn Fn() -> String) {
             address: ctr_ip,
             prefix_len: subnet.prefix_len(),
             gateway: ipam.gateway(),
+            default_route: true,
             mac: None,
         },
     )

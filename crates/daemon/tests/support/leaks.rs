@@ -65,10 +65,6 @@ impl HostSnapshot {
     pub fn of_with_ids(engine: &Engine, extra_ids: &[&str]) -> Self {
         let dir = engine.dir.path();
         let ids = engine_ids(engine, extra_ids);
-        let veths: BTreeSet<String> = ids
-            .iter()
-            .map(|id| berth_network::bridge_network::veth_name(id))
-            .collect();
 
         let mounts = super::engine::mounts_under(dir).into_iter().collect();
 
@@ -84,7 +80,11 @@ impl HostSnapshot {
                 // "7: name@peer: <FLAGS> ... master br0 ..."
                 let name = l.split(':').nth(1)?.trim().split('@').next()?.to_string();
                 let mastered = l.contains(&format!(" master {bridge} "));
-                (name == bridge || mastered || veths.contains(&name)).then_some(name)
+                // A container's veths on every network it is on, found from its id.
+                let its_veth = ids
+                    .iter()
+                    .any(|id| berth_network::bridge_network::is_veth_of(&name, id));
+                (name == bridge || mastered || its_veth).then_some(name)
             })
             .collect();
 
