@@ -9,23 +9,9 @@ mod support;
 
 use std::time::Instant;
 
-use support::engine::Engine;
+use support::cli::ok;
+use support::engine::{user_subnet, Engine};
 use support::leaks::{HostSnapshot, Ignore};
-
-/// `docker args`, which must succeed; its stdout. (Local until the shared CLI helpers land
-/// in support.)
-#[track_caller]
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let o = engine.docker(args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} failed: {}\n{}\n--- berthd log ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr),
-        engine.log()
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
 
 /// Whether `sh -c script` succeeds inside container `name`.
 fn in_container(engine: &Engine, name: &str, script: &str) -> bool {
@@ -35,16 +21,10 @@ fn in_container(engine: &Engine, name: &str, script: &str) -> bool {
         .success()
 }
 
-/// A network of this engine's own: its subnet with the second octet moved by `shift`,
-/// as `/prefix`, so parallel tests never collide.
+/// A network of this engine's own ([`user_subnet`] moved by `shift`), as `/prefix`, so
+/// parallel tests never collide.
 fn own_subnet(engine: &Engine, shift: u8, prefix: u8) -> String {
-    let octets: Vec<u8> = engine
-        .subnet
-        .trim_end_matches("/24")
-        .split('.')
-        .map(|o| o.parse().expect("octet"))
-        .collect();
-    format!("10.{}.{}.0/{prefix}", octets[1] + shift, octets[2])
+    user_subnet(engine, shift).replace("/24", &format!("/{prefix}"))
 }
 
 /// The IPv4 address on `ifname` inside container `name`, as the container sees it.
@@ -60,6 +40,8 @@ fn address_on(engine: &Engine, name: &str, ifname: &str) -> Option<String> {
 
 fn inspect(engine: &Engine, format: &str, what: &str) -> String {
     ok(engine, &["inspect", "-f", format, what])
+        .trim()
+        .to_owned()
 }
 
 /// An engine that has run one container already, so what it sets up once (its bridge,
@@ -96,7 +78,9 @@ fn a_running_container_joins_and_leaves_a_user_network() {
     let net_id = ok(
         &engine,
         &["network", "create", "--subnet", &subnet, "appnet"],
-    );
+    )
+    .trim()
+    .to_owned();
     run_on(&engine, "member", "appnet");
     run_on(&engine, "web", "bridge");
     let bridge_ip = address_on(&engine, "web", "eth0").expect("web's eth0");
@@ -231,7 +215,9 @@ fn a_running_container_joins_and_leaves_a_user_network() {
     assert!(!rm.status.success(), "network rm with web on it succeeded");
     ok(&engine, &["network", "prune", "-f"]);
     assert_eq!(
-        ok(&engine, &["network", "ls", "-q", "-f", "name=appnet"]).len(),
+        ok(&engine, &["network", "ls", "-q", "-f", "name=appnet"])
+            .trim()
+            .len(),
         12,
         "prune removed a network web is on"
     );
@@ -394,7 +380,7 @@ fn none_mode_refuses_a_second_network_and_stays_as_it_was() {
         &engine,
         &["network", "inspect", "appnet", "-f", "{{len .Containers}}"],
     );
-    assert_eq!(members, "0");
+    assert_eq!(members.trim(), "0");
 
     // Unlike `--network none`, a container disconnected from its last network has no
     // networks at all (Docker's empty Networks) and may be connected again, also while

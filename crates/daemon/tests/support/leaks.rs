@@ -157,9 +157,16 @@ impl HostSnapshot {
     /// appeared: a stopped container's veth goes with its network namespace, which the
     /// kernel tears down asynchronously after berthd removed it. Anything else counts at
     /// once, and a veth still there after the wait is a leak.
+    ///
+    /// A container veth that was there before and is gone now is no difference: the
+    /// baseline caught an earlier container's namespace mid-teardown.
     pub fn settled_diff(&self, engine: &Engine, ids: &[&str], ignore: &Ignore) -> Vec<String> {
         settled(
-            || self.diff(&HostSnapshot::of_with_ids(engine, ids), ignore),
+            || {
+                let mut diff = self.diff(&HostSnapshot::of_with_ids(engine, ids), ignore);
+                diff.retain(|l| !is_veth_line(l, "- link: "));
+                diff
+            },
             "+ link: ",
         )
     }
