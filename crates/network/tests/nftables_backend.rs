@@ -227,3 +227,84 @@ fn in_process_follows_the_callers_network_namespace() {
     assert!(!table_exists(&table));
     // The netns (and its table) goes with `ns`.
 }
+
+/// The inodes of the NETLINK_NETFILTER sockets of this network namespace.
+fn netfilter_socket_inodes() -> Vec<u64> {
+    let table = std::fs::read_to_string("/proc/net/netlink").expect("read /proc/net/netlink");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Eth 12 is NETLINK_NETFILTER; the inode is the last column.
+            (f.get(1) == Some(&"12")).then(|| f.last()?.parse().ok())?
+        })
+        .collect()
+}
+
+/// This process's NETLINK_NETFILTER sockets: descriptor, and whether it is close-on-exec.
+fn netfilter_sockets() -> Vec<(String, bool)> {
+    let netfilter = netfilter_socket_inodes();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")
+        .expect("read fds")
+        .flatten()
+    {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if !netfilter.contains(&inode) {
+            continue;
+        }
+        let fd = entry.file_name().to_string_lossy().into_owned();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            .unwrap_or(0);
+        found.push((fd, flags & libc::O_CLOEXEC as u32 != 0));
+    }
+    found
+}
+
+/// The library opens its netlink socket without close-on-exec; the driver sets it, so that
+/// the shims and containers the daemon starts do not inherit a handle on the host's
+/// firewall.
+#[test]
+fn in_process_socket_is_closed_on_exec() {
+    require_root!();
+    let tag = common::unique();
+    let table = format!("berth_t{tag}");
+    let _guard = TableGuard(table.clone());
+    let fw = NftablesDriver::with_table_and_paths(&table, DEFAULT_LIBRARY, "/nonexistent/nft")
+        .expect("driver");
+    assert!(fw.in_process());
+    let net = test_net(&tag);
+    fw.setup_network(&net).expect("setup");
+
+    // Another test's driver may be between making its context and marking the socket:
+    // only a socket that stays inheritable is a failure.
+    let mut ours = Vec::new();
+    for _ in 0..3 {
+        ours = netfilter_sockets();
+        if ours.iter().all(|(_, cloexec)| *cloexec) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !ours.is_empty(),
+        "no netfilter socket open: is the context in use?"
+    );
+    assert!(ours.iter().all(|(_, cloexec)| *cloexec), "{ours:?}");
+    fw.teardown_network(&net).expect("teardown");
+}

@@ -26,7 +26,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::FirewallError;
 
-/// The soname of the library: its ABI version, as Debian and Fedora ship it.
+/// The soname of the library, as Debian and Fedora ship it. Version 1 is the API declared
+/// below: `nft_run_cmd_from_buffer` lost its length argument in nftables 0.9.1, which
+/// bumped the soname from 0 (Debian 10's `libnftables0`, never loaded here).
 pub const DEFAULT_LIBRARY: &str = "libnftables.so.1";
 
 /// `NFT_CTX_OUTPUT_JSON` from `libnftables.h`: listings in the format of `nft -j`.
@@ -101,6 +103,38 @@ fn dlerror() -> String {
         // SAFETY: non-NULL, NUL-terminated (above).
         unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
     }
+}
+
+/// The descriptors open in this process.
+fn open_fds() -> Vec<c_int> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_netfilter_socket(fd: c_int) -> bool {
+    let int_opt = |opt: c_int| {
+        let mut v: c_int = -1;
+        let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`; a descriptor that is not
+        // a socket (or no longer open) just fails.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(v)
+    };
+    int_opt(libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
+        && int_opt(libc::SO_PROTOCOL) == Some(libc::NETLINK_NETFILTER)
 }
 
 /// The identity of the calling thread's network namespace.
@@ -185,9 +219,38 @@ impl LibNftables {
             library: self.name.clone(),
             detail: detail.to_string(),
         };
+        // nft_ctx_new opens its netlink socket and, when that fails, prints a message and
+        // calls exit(): the daemon would be gone. Opening one ourselves first turns the
+        // likely causes (no nfnetlink, out of descriptors) into an error here.
+        // SAFETY: socket(2) with constant arguments; the descriptor is closed right after.
+        let probe = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_NETFILTER,
+            )
+        };
+        if probe < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(fail(&format!(
+                "cannot open a netfilter netlink socket: {e}"
+            )));
+        }
+        // SAFETY: the descriptor just opened, ours alone.
+        unsafe { libc::close(probe) };
         // SAFETY: NFT_CTX_DEFAULT (0) is the only flag value nft_ctx_new knows.
         let ptr = NonNull::new(unsafe { (self.api.ctx_new)(0) })
             .ok_or_else(|| fail("nft_ctx_new failed"))?;
+        // libmnl opens the socket without SOCK_CLOEXEC, and the library offers no way to
+        // reach it: every shim and container the daemon starts would inherit a handle on
+        // the host's firewall. Everything else of ours is opened close-on-exec already, so
+        // marking every netfilter netlink socket of the process catches just this one.
+        for fd in open_fds() {
+            if is_netfilter_socket(fd) {
+                // SAFETY: F_SETFD on a descriptor number changes only its flags.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
         // SAFETY: a fresh, live context.
         let buffered = unsafe {
             (self.api.buffer_output)(ptr.as_ptr()) == 0
