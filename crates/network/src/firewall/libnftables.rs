@@ -14,11 +14,14 @@
 //! - So: the same library `nft` is a thin wrapper over, opened with `dlopen` (Debian's
 //!   `libnftables1` comes with the `nftables` package), fed the very ruleset text we gave
 //!   `nft -f -`. The rules and the JSON listing are byte for byte what `nft` produces. The
-//!   FFI is seven functions of a stable, versioned C API (`libnftables.h`, unchanged since
+//!   FFI is eight functions of a stable, versioned C API (`libnftables.h`, unchanged since
 //!   nftables 0.9.1), declared here by hand; `dlopen` through `libc` rather than
 //!   `libloading`, which would be one more dependency (and a newer MSRV) for three calls.
 //!
-//! When the library cannot be loaded, the driver spawns `nft` as before.
+//! Removal stays list-then-delete (by handle), now both in-process (~0.6 ms with a small
+//! table, against ~18 ms for the two `nft` runs), so that crash recovery and a normal stop
+//! still read the same kernel state. When the library cannot be loaded, the driver spawns
+//! `nft` as before.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::ptr::NonNull;
