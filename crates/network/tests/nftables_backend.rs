@@ -91,17 +91,25 @@ fn test_net(tag: &str) -> NetworkFirewall {
     }
 }
 
+/// A driver on a fresh table that can only work in-process: its `nft` does not exist, so
+/// any spawn would fail. The guard removes the table.
+fn in_process_driver(tag: &str) -> (TableGuard, NftablesDriver) {
+    let table = format!("berth_t{tag}");
+    let guard = TableGuard(table.clone());
+    let fw = NftablesDriver::with_table_and_paths(&table, DEFAULT_LIBRARY, "/nonexistent/nft")
+        .expect("driver");
+    assert!(fw.in_process(), "{DEFAULT_LIBRARY} did not load");
+    (guard, fw)
+}
+
 /// With the library there, every operation runs in-process: the driver is given an `nft`
 /// that does not exist, so a spawn would fail. The kernel's ruleset has the rules.
 #[test]
 fn in_process_adds_and_removes_a_containers_rules() {
     require_root!();
     let tag = common::unique();
-    let table = format!("berth_t{tag}");
-    let _guard = TableGuard(table.clone());
-    let fw = NftablesDriver::with_table_and_paths(&table, DEFAULT_LIBRARY, "/nonexistent/nft")
-        .expect("driver");
-    assert!(fw.in_process(), "{DEFAULT_LIBRARY} did not load");
+    let (_guard, fw) = in_process_driver(&tag);
+    let table = fw.table().to_string();
     let net = test_net(&tag);
     let res = ports();
     let [tcp, udp] = [res.mappings()[0].host_port, res.mappings()[1].host_port];
@@ -183,12 +191,9 @@ fn fallback_spawns_nft_and_writes_the_same_rules() {
 fn in_process_follows_the_callers_network_namespace() {
     require_root!();
     let tag = common::unique();
-    let table = format!("berth_t{tag}");
-    let _guard = TableGuard(table.clone());
+    let (_guard, fw) = in_process_driver(&tag);
+    let table = fw.table().to_string();
     let ns = TestNetns::new();
-    let fw = NftablesDriver::with_table_and_paths(&table, DEFAULT_LIBRARY, "/nonexistent/nft")
-        .expect("driver");
-    assert!(fw.in_process());
     let net = test_net(&tag);
     fw.setup_network(&net).expect("setup on the host");
 
@@ -283,11 +288,7 @@ fn netfilter_sockets() -> Vec<(String, bool)> {
 fn in_process_socket_is_closed_on_exec() {
     require_root!();
     let tag = common::unique();
-    let table = format!("berth_t{tag}");
-    let _guard = TableGuard(table.clone());
-    let fw = NftablesDriver::with_table_and_paths(&table, DEFAULT_LIBRARY, "/nonexistent/nft")
-        .expect("driver");
-    assert!(fw.in_process());
+    let (_guard, fw) = in_process_driver(&tag);
     let net = test_net(&tag);
     fw.setup_network(&net).expect("setup");
 
