@@ -9,6 +9,7 @@
 //! known container or network owns.
 
 pub mod iptables;
+pub mod libnftables;
 pub mod nftables;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -34,6 +35,8 @@ pub enum FirewallError {
         status: String,
         stderr: String,
     },
+    #[error("{library}: {detail}")]
+    Library { library: String, detail: String },
     #[error("cannot read the output of {cmd}: {detail}")]
     Parse { cmd: String, detail: String },
     #[error("{0:?} is not a valid container id (1-128 of [A-Za-z0-9_.-])")]

@@ -2,8 +2,10 @@
 //! never touches another program's tables, and a `flush ruleset` by the admin is the only
 //! way its rules go away behind its back.
 //!
-//! Each operation is one `nft -f -` batch (nft applies a batch atomically); reading back
-//! uses `nft -j list table`. Layout (base chains hook into the kernel; the others are
+//! Each operation is one batch in `nft -f -` syntax (nft applies a batch atomically); reading
+//! back uses `nft -j list table`. Both go through libnftables in-process
+//! ([`super::libnftables`], the library `nft` wraps) and fall back to spawning `nft` when
+//! the library cannot be loaded: same text, same rules, no process per container. Layout (base chains hook into the kernel; the others are
 //! reached by jumps from them):
 //!
 //! | chain | hook | what |
@@ -27,15 +29,24 @@
 //! | `hostports` | - | DNAT per published port on all or one host address |
 //! | `hostports_local` | - | DNAT for ports published on 127.0.0.1: reached from `output` only, so other interfaces can never hit them (moby#41872) |
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::libnftables::LibNftables;
 use super::{
     check_container_id, check_mappings, container_owners, ctr_tag, is_orphan, is_plain_name,
     owner_of, run_with_input, ContainerPorts, FirewallDriver, FirewallError, NetworkFirewall,
     Owner,
 };
+
+/// libnftables when it loads, else `nft` spawned per batch.
+fn default_backend() -> Backend {
+    match LibNftables::shared() {
+        Some(lib) => Backend::InProcess(lib),
+        None => Backend::Spawn(nft().to_string()),
+    }
+}
 
 /// `nft` by absolute path when it is in a standard place: the daemon may inherit a long
 /// PATH, and every rule change would otherwise search it.
@@ -59,12 +70,22 @@ pub struct ListedRule {
     pub dnat_to: Option<std::net::Ipv4Addr>,
 }
 
+/// How the driver's batches reach the kernel.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// libnftables in this process.
+    InProcess(Arc<LibNftables>),
+    /// `nft` spawned per batch, by this path.
+    Spawn(String),
+}
+
 /// nftables driver for `table inet <table>` (`berth` unless a test picks its own).
 #[derive(Debug)]
 pub struct NftablesDriver {
     table: String,
     /// Serializes read-modify-write operations of this process (listing, then a batch).
     lock: Mutex<()>,
+    backend: Backend,
 }
 
 impl Default for NftablesDriver {
@@ -78,6 +99,7 @@ impl NftablesDriver {
         Self {
             table: "berth".to_string(),
             lock: Mutex::new(()),
+            backend: default_backend(),
         }
     }
 
@@ -90,11 +112,37 @@ impl NftablesDriver {
         Ok(Self {
             table: table.to_string(),
             lock: Mutex::new(()),
+            backend: default_backend(),
         })
+    }
+
+    /// [`with_table`](Self::with_table) with libnftables loaded from `library` (a soname or
+    /// a path) and `nft_binary` spawned when that fails. For tests that pin which path
+    /// runs: a missing library forces the fallback, a missing binary proves it unused.
+    #[doc(hidden)]
+    pub fn with_table_and_paths(
+        table: &str,
+        library: &str,
+        nft_binary: &str,
+    ) -> Result<Self, FirewallError> {
+        let mut driver = Self::with_table(table)?;
+        driver.backend = match LibNftables::load(library) {
+            Ok(lib) => Backend::InProcess(Arc::new(lib)),
+            Err(e) => {
+                tracing::debug!("libnftables not loaded ({e}); running {nft_binary} instead");
+                Backend::Spawn(nft_binary.to_string())
+            }
+        };
+        Ok(driver)
     }
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Whether rule changes go through libnftables in this process (no `nft` spawned).
+    pub fn in_process(&self) -> bool {
+        matches!(self.backend, Backend::InProcess(_))
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -103,13 +151,20 @@ impl NftablesDriver {
 
     fn apply(&self, batch: &str) -> Result<(), FirewallError> {
         tracing::debug!(table = %self.table, "nft batch:\n{batch}");
-        run_with_input(nft(), &["-f", "-"], batch).map(drop)
+        match &self.backend {
+            Backend::InProcess(lib) => lib.run(batch, false).map(drop),
+            Backend::Spawn(nft) => run_with_input(nft, &["-f", "-"], batch).map(drop),
+        }
     }
 
     /// Every rule in berth's table; empty when the table does not exist.
     pub fn list_rules(&self) -> Result<Vec<ListedRule>, FirewallError> {
         let args = ["-j", "list", "table", "inet", &self.table];
-        let out = match run_with_input(nft(), &args, "") {
+        let listed = match &self.backend {
+            Backend::InProcess(lib) => lib.run(&args[1..].join(" "), true),
+            Backend::Spawn(nft) => run_with_input(nft, &args, ""),
+        };
+        let out = match listed {
             Ok(out) => out,
             Err(FirewallError::Command { stderr, .. })
                 if stderr.contains("No such file or directory") =>
@@ -119,7 +174,7 @@ impl NftablesDriver {
             Err(e) => return Err(e),
         };
         parse_listing(&out).map_err(|detail| FirewallError::Parse {
-            cmd: format!("{} {}", nft(), args.join(" ")),
+            cmd: format!("nft {}", args.join(" ")),
             detail,
         })
     }
