@@ -828,6 +828,29 @@ fn a_namespace_on_two_networks() {
         "legacy veth outlived its disconnect"
     );
 
+    // Two ids that share their first 36 bits would share a veth name: the second connect
+    // is refused, and leaves the first container's veth and address as they were.
+    let twin_id = format!("e{tag}00{}", "1".repeat(55));
+    assert_eq!(veth_name(&twin_id, "neta"), veth_name(&id, "neta"));
+    let twin_ns = common::TestNetns::new();
+    match a.connect(&ConnectRequest::primary(&twin_id, &twin_ns.path(), &[])) {
+        Err(BridgeNetworkError::VethNameTaken { name, other }) => {
+            assert_eq!(
+                (name.as_str(), other.as_str()),
+                (ep_a.host_ifname.as_str(), id.as_str())
+            );
+        }
+        other => panic!("a twin's connect: {other:?}"),
+    }
+    assert!(
+        common::link_exists(&ep_a.host_ifname),
+        "the first's veth went"
+    );
+    let ipam_a = Ipam::new(&tmp.path().join("state"), "neta", a.subnet()).expect("ipam a");
+    let held = ipam_a.allocations().expect("allocations");
+    assert_eq!(held.get(&id), Some(&ep_a.ip), "the first's address moved");
+    assert!(!held.contains_key(&twin_id), "the twin kept an address");
+
     a.disconnect(&id).expect("disconnect a");
     b.disconnect(&peer_id).expect("disconnect peer");
     assert!(!common::link_exists(&veth_name(&id, "neta")));
