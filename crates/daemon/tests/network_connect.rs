@@ -145,6 +145,17 @@ fn a_running_container_joins_and_leaves_a_user_network() {
             "member cannot reach {name}"
         );
     }
+    // A rename reaches the others' /etc/hosts: the new name resolves, the old one not.
+    ok(&engine, &["rename", "member", "member2"]);
+    assert!(
+        in_container(&engine, "web", "ping -c 1 -W 2 member2"),
+        "web cannot reach member by its new name"
+    );
+    assert!(
+        !in_container(&engine, "web", "grep -qw member /etc/hosts"),
+        "member's old name is still in web's /etc/hosts"
+    );
+    ok(&engine, &["rename", "member2", "member"]);
 
     // inspect: both networks; the top level stays the default bridge's.
     assert_eq!(

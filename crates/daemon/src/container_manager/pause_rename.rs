@@ -164,6 +164,10 @@ impl ContainerManager {
             Ok((old_name, r))
         })
         .await?;
+        // The containers it shares a user network with find it by its new name (dockerd
+        // renames the endpoint's DNS records; berth's names are in /etc/hosts).
+        let network_ids: Vec<String> = renamed.endpoints().map(|e| e.network_id.clone()).collect();
+        self.refresh_hosts(&network_ids, None);
         self.event("rename", &renamed, &[("oldName", format!("/{old_name}"))]);
         Ok(())
     }
