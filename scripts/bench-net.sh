@@ -1,7 +1,9 @@
 #!/bin/bash
 # make bench-net: TCP throughput through a published port on 127.0.0.1 against straight to
 # the container's address, with iperf3, in one run; and the cost of one container's
-# network setup (`berth run --rm` on the bridge minus `--network none`).
+# network setup: inside berthd (its "network setup" debug line: address, bridge, veth,
+# firewall rules), without and with a published port, and end to end (`berth run --rm` on
+# the bridge minus `--network none`).
 #
 # A berthd of its own (temp data/exec roots, bridge bnbench0), an image made from
 # busybox-static, and the host's iperf3 bound into the container read-only (/usr, /lib,
@@ -40,7 +42,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"${daemon[@]}" --log-level warn 2>"$dir/berthd.log" &
+# berth_network's debug lines carry the per-container setup timings read at the end.
+"${daemon[@]}" --log-level warn,berth_network::bridge_network=debug 2>"$dir/berthd.log" &
 pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 [ -S "$sock" ] || { cat "$dir/berthd.log" >&2; exit 1; }
@@ -80,3 +83,17 @@ printf '%-42s %8.2f ms\n' "run --rm, bridge" "$bridge_ms"
 printf '%-42s %8.2f ms\n' "run --rm, --network none" "$none_ms"
 printf '%-42s %8.2f ms   (target < 5 ms)\n' "network setup + teardown (difference)" \
 	"$(jq -n "$bridge_ms - $none_ms")"
+
+# The daemon's own account of each setup: total_us of its "network setup" lines.
+setup_median_ms() {
+	grep 'network setup' "$dir/berthd.log" | grep -o 'total_us=[0-9]*' | cut -d= -f2 |
+		tail -n "$runs" | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.2f", v[int((NR + 1) / 2)] / 1000; else print "n/a" }'
+}
+for _ in $(seq "$runs"); do berth run --rm bench/busybox /bin/true >/dev/null; done
+plain_ms=$(setup_median_ms)
+for _ in $(seq "$runs"); do berth run --rm -p 127.0.0.1::80 bench/busybox /bin/true >/dev/null; done
+port_ms=$(setup_median_ms)
+echo
+echo "== network setup inside berthd (median of $runs; address, bridge, veth, firewall rules)"
+printf '%-42s %8s ms   (target < 5 ms)\n' "no published port" "$plain_ms"
+printf '%-42s %8s ms   (target < 5 ms)\n' "one published port (127.0.0.1::80)" "$port_ms"

@@ -1509,15 +1509,29 @@ impl ContainerManager {
         let network_ids = self.network_ids_of(id);
         let this = self.clone();
         let id2 = id.to_owned();
-        let _ = blocking(move || {
+        // The networks `release` took the container off, as its record showed them then.
+        let released: Vec<String> = blocking(move || {
+            let mut seen = Vec::new();
             if let Ok(record) = this.find(&id2) {
+                seen.extend(record.endpoints().map(|e| e.network_id.clone()));
+                seen.extend(record.extra_networks.iter().map(|x| x.network_id.clone()));
                 this.release(&record, true);
             }
             let _ = std::fs::remove_dir_all(this.paths.state_dir(&id2));
-            Ok(())
+            Ok(seen)
         })
-        .await;
+        .await
+        .unwrap_or_default();
+        // A `network connect` (which does not wait for the exit) may have recorded an
+        // endpoint after `release` read the record: that one is taken down below, or its
+        // address would stay allocated.
+        let mut late: Vec<(String, bool)> = Vec::new();
         let Ok(record) = self.update(id, |r| {
+            late = r
+                .endpoints()
+                .filter(|e| !released.contains(&e.network_id))
+                .map(|e| (e.network_id.clone(), !e.ports.is_empty()))
+                .collect();
             r.state.status = Status::Exited;
             r.state.exit_code = code;
             r.state.pid = 0;
@@ -1530,6 +1544,9 @@ impl ContainerManager {
         }) else {
             return;
         };
+        for (key, port_rules) in late {
+            self.drop_endpoint(id, &key, port_rules).await;
+        }
         self.refresh_hosts(&network_ids, None);
         self.event("die", &record, &[("exitCode", code.to_string())]);
         self.volume_events("unmount", &record);

@@ -496,3 +496,63 @@ fn two_networks_survive_restarts_and_a_killed_daemon() {
     ok(&engine, &["network", "rm", "appnet"]);
     before.assert_no_leaks(&engine, &Ignore::none());
 }
+
+/// Connects around the container's exit, bounded (a dozen containers living 10-120 ms):
+/// whichever comes first, no address stays allocated on the network once the container
+/// has exited. The narrowest window (the exit's teardown done, its record not yet
+/// written, while a connect records its endpoint) is hit rarely here, if at all; on_exit's
+/// `late` endpoints are what closes it, by reading the record again.
+#[test]
+fn connects_racing_an_exit_leave_no_address() {
+    let (engine, before) = warm_engine();
+    let subnet = own_subnet(&engine, 40, 24);
+    let net_id = ok(
+        &engine,
+        &["network", "create", "--subnet", &subnet, "racenet"],
+    )
+    .trim()
+    .to_owned();
+    let ipam_file = engine
+        .data_root()
+        .join("network/user")
+        .join(&net_id)
+        .join(format!("{}.json", &net_id[..12]));
+    let mut connected = 0;
+    for i in 0..12 {
+        let name = format!("brief{i}");
+        // The sleep varies so that the connect lands before, during and after the exit.
+        let nap = format!("0.{:02}", 1 + i);
+        ok(
+            &engine,
+            &["run", "-d", "--name", &name, "busybox", "sleep", &nap],
+        );
+        if engine
+            .docker(&["network", "connect", "racenet", &name])
+            .status
+            .success()
+        {
+            connected += 1;
+        }
+        ok(&engine, &["wait", &name]);
+        let id = inspect(&engine, "{{.Id}}", &name);
+        // The exit's bookkeeping ends after `wait` answers: give it a moment.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let held = || {
+            std::fs::read_to_string(&ipam_file)
+                .unwrap_or_default()
+                .contains(&id)
+        };
+        while held() && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(
+            !held(),
+            "{name} exited with an address on racenet: {}",
+            std::fs::read_to_string(&ipam_file).unwrap_or_default()
+        );
+        ok(&engine, &["rm", &name]);
+    }
+    eprintln!("{connected} of 12 connects won the race");
+    ok(&engine, &["network", "rm", "racenet"]);
+    before.assert_no_leaks(&engine, &Ignore::none());
+}
