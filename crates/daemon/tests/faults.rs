@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use support::cli::{err, fetch, ok, out};
 use support::engine::Engine;
-use support::leaks::{HostSnapshot, Ignore};
+use support::leaks::{warm_engine, HostSnapshot, Ignore};
 
 #[track_caller]
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -21,15 +21,6 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// An engine that has run one container already, so that what it sets up once (its
-/// bridge, its firewall base rules, its directories) is in the baseline snapshot.
-fn warm_engine() -> (Engine, HostSnapshot) {
-    let engine = Engine::start();
-    ok(&engine, &["run", "--rm", "busybox", "true"]);
-    let before = HostSnapshot::of(&engine);
-    (engine, before)
 }
 
 fn inspect(engine: &Engine, format: &str, id: &str) -> String {

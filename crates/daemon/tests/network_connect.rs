@@ -9,9 +9,9 @@ mod support;
 
 use std::time::Instant;
 
-use support::cli::ok;
+use support::cli::{inspect, ok};
 use support::engine::{user_subnet, Engine};
-use support::leaks::{HostSnapshot, Ignore};
+use support::leaks::{warm_engine, HostSnapshot, Ignore};
 
 /// Whether `sh -c script` succeeds inside container `name`.
 fn in_container(engine: &Engine, name: &str, script: &str) -> bool {
@@ -38,19 +38,13 @@ fn address_on(engine: &Engine, name: &str, ifname: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn inspect(engine: &Engine, format: &str, what: &str) -> String {
-    ok(engine, &["inspect", "-f", format, what])
-        .trim()
-        .to_owned()
-}
-
-/// An engine that has run one container already, so what it sets up once (its bridge,
-/// the base firewall chains) is in the baseline snapshot.
-fn warm_engine() -> (Engine, HostSnapshot) {
-    let engine = Engine::start();
-    ok(&engine, &["run", "--rm", "busybox", "true"]);
-    let before = HostSnapshot::of(&engine);
-    (engine, before)
+/// The address records of the user network `net_id`.
+fn ipam_file(engine: &Engine, net_id: &str) -> std::path::PathBuf {
+    engine
+        .data_root()
+        .join("network/user")
+        .join(net_id)
+        .join(format!("{}.json", &net_id[..12]))
 }
 
 fn run_on(engine: &Engine, name: &str, network: &str) {
@@ -253,14 +247,7 @@ fn a_running_container_joins_and_leaves_a_user_network() {
         inspect(&engine, "{{len .NetworkSettings.Networks}}", "web"),
         "1"
     );
-    let ipam = std::fs::read_to_string(
-        engine
-            .data_root()
-            .join("network/user")
-            .join(&net_id)
-            .join(format!("{}.json", &net_id[..12])),
-    )
-    .expect("appnet's IPAM file");
+    let ipam = std::fs::read_to_string(ipam_file(&engine, &net_id)).expect("appnet's IPAM file");
     assert!(
         !ipam.contains(&appnet_ip),
         "address still allocated: {ipam}"
@@ -512,11 +499,7 @@ fn connects_racing_an_exit_leave_no_address() {
     )
     .trim()
     .to_owned();
-    let ipam_file = engine
-        .data_root()
-        .join("network/user")
-        .join(&net_id)
-        .join(format!("{}.json", &net_id[..12]));
+    let ipam_file = ipam_file(&engine, &net_id);
     let mut connected = 0;
     for i in 0..12 {
         let name = format!("brief{i}");

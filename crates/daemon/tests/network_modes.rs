@@ -8,9 +8,9 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cli::{berth, err, fails_with, ok, out};
+use support::cli::{berth, err, fails_with, inspect, ok, out};
 use support::engine::{user_subnet, Engine};
-use support::leaks::{HostSnapshot, Ignore};
+use support::leaks::{warm_engine, Ignore};
 
 /// An API request must answer `status` with `want` in its message.
 #[track_caller]
@@ -18,21 +18,6 @@ fn api_fails(engine: &Engine, method: &str, path: &str, body: &str, status: u16,
     let r = engine.request(method, path, Some(body));
     assert_eq!(r.status, status, "{method} {path}: {}", r.text());
     assert!(r.text().contains(want), "{method} {path}: {}", r.text());
-}
-
-fn inspect(engine: &Engine, format: &str, what: &str) -> String {
-    ok(engine, &["inspect", "-f", format, what])
-        .trim()
-        .to_owned()
-}
-
-/// An engine that has run one container already, so what it sets up once (its bridge,
-/// the base firewall chains) is in the baseline snapshot.
-fn warm_engine() -> (Engine, HostSnapshot) {
-    let engine = Engine::start();
-    ok(&engine, &["run", "--rm", "busybox", "true"]);
-    let before = HostSnapshot::of(&engine);
-    (engine, before)
 }
 
 /// Runs `sh -c script` in container `name` until it succeeds (a server starting).

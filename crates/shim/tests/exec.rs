@@ -232,21 +232,13 @@ fn a_missing_program_is_an_error_answer_and_a_stopped_container_refuses() {
     delete(&shim);
 }
 
-/// How many times the shim has started serving from a fresh image (handoff.rs logs it).
-fn handoffs(shim: &Shim) -> usize {
-    std::fs::read_to_string(shim.state_dir().join("shim.log"))
-        .unwrap_or_default()
-        .matches("serving from a fresh image")
-        .count()
-}
-
 #[test]
 fn the_shim_hands_off_again_after_an_exec_and_keeps_its_exit_code() {
     require_root!();
     let shim = running();
     // The handoff after the start: awaited, it is the shim's own step.
     assert!(
-        eventually(Duration::from_secs(10), || handoffs(&shim) == 1),
+        eventually(Duration::from_secs(10), || shim.handoffs() == 1),
         "no handoff after the start"
     );
     let p = process(&shim, &["sh", "-c", "exit 3"]);
@@ -255,9 +247,9 @@ fn the_shim_hands_off_again_after_an_exec_and_keeps_its_exit_code() {
     assert!(read_to_eof(&mut s, &mut got), "the exec's stream ends");
     // The exec brought the runtime library's code back in; once idle the shim sheds it.
     assert!(
-        eventually(Duration::from_secs(10), || handoffs(&shim) == 2),
+        eventually(Duration::from_secs(10), || shim.handoffs() == 2),
         "no handoff after the exec: {} so far",
-        handoffs(&shim)
+        shim.handoffs()
     );
     // What the exec left crossed the handoff: its exit code, and its id stays taken.
     assert_eq!(
@@ -279,6 +271,6 @@ fn the_shim_hands_off_again_after_an_exec_and_keeps_its_exit_code() {
     );
     // Nothing new ran since: no third handoff.
     std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(handoffs(&shim), 2, "a handoff with nothing to shed");
+    assert_eq!(shim.handoffs(), 2, "a handoff with nothing to shed");
     stop(&shim);
 }

@@ -292,14 +292,6 @@ fn attach(shim: &Shim, req: Value) -> (std::os::unix::net::UnixStream, Vec<u8>) 
     (s, got)
 }
 
-/// How many times the shim has started serving from a fresh image (handoff.rs logs it).
-fn handoffs(shim: &Shim) -> usize {
-    std::fs::read_to_string(shim.state_dir().join("shim.log"))
-        .unwrap_or_default()
-        .matches("serving from a fresh image")
-        .count()
-}
-
 #[test]
 fn attached_clients_hold_the_handoff_back_and_bring_another_one_when_they_leave() {
     require_root!();
@@ -312,10 +304,10 @@ fn attached_clients_hold_the_handoff_back_and_bring_another_one_when_they_leave(
     assert_eq!(shim.request(json!({"op": "start"})), json!({"ok": true}));
     // Three times the idle time the handoff waits for: an attached stream is not idle.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(handoffs(&shim), 0, "handed off under an attached client");
+    assert_eq!(shim.handoffs(), 0, "handed off under an attached client");
     drop(s);
     assert!(
-        eventually(Duration::from_secs(10), || handoffs(&shim) == 1),
+        eventually(Duration::from_secs(10), || shim.handoffs() == 1),
         "no handoff after the client left"
     );
     // A session after the handoff (`docker attach`, then ctrl-p ctrl-q) brings buffers and
@@ -326,7 +318,7 @@ fn attached_clients_hold_the_handoff_back_and_bring_another_one_when_they_leave(
     );
     drop(s);
     assert!(
-        eventually(Duration::from_secs(10), || handoffs(&shim) == 2),
+        eventually(Duration::from_secs(10), || shim.handoffs() == 2),
         "no handoff after the second client left"
     );
     assert_eq!(shim.request(json!({"op": "state"}))["status"], "running");

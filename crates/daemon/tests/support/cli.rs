@@ -150,3 +150,11 @@ pub fn fetch(port: u16) -> String {
         }
     }
 }
+
+/// `docker inspect -f format what`, which must succeed; its output trimmed.
+#[track_caller]
+pub fn inspect(engine: &Engine, format: &str, what: &str) -> String {
+    ok(engine, &["inspect", "-f", format, what])
+        .trim()
+        .to_owned()
+}

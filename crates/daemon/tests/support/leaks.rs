@@ -490,3 +490,12 @@ fn is_veth_line(line: &str, prefix: &str) -> bool {
     line.strip_prefix(prefix)
         .is_some_and(berth_network::bridge_network::is_veth_name)
 }
+
+/// An engine that has run one container already, so that what it sets up once (its
+/// bridge, its firewall base rules, its directories) is in the baseline snapshot.
+pub fn warm_engine() -> (Engine, HostSnapshot) {
+    let engine = Engine::start();
+    super::cli::ok(&engine, &["run", "--rm", "busybox", "true"]);
+    let before = HostSnapshot::of(&engine);
+    (engine, before)
+}

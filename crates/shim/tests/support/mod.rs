@@ -70,6 +70,14 @@ pub struct Shim {
 }
 
 impl Shim {
+    /// How many times the shim has started serving from a fresh image (handoff.rs logs
+    /// it in shim.log).
+    pub fn handoffs(&self) -> usize {
+        fs::read_to_string(self.state_dir().join("shim.log"))
+            .unwrap_or_default()
+            .matches("serving from a fresh image")
+            .count()
+    }
     pub fn new(bundle: Bundle) -> Shim {
         let dirs = TempDir::new();
         let id = format!("shim-{}", dirs.unique());
