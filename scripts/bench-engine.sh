@@ -27,6 +27,7 @@
 #   SHIM              the berth-shim berthd runs (default target/shim/berth-shim, the static
 #                     build of scripts/build-shim.sh, else BIN_DIR/berth-shim)
 #   BENCH_RUNS        hyperfine runs per command (default 30)
+#   BENCH_IDLE_SECS   how long the daemons sit without requests before "idle" RSS (default 12)
 #   DOCKERD, DOCKER   Docker's daemon and client (default dockerd, /usr/bin/docker)
 #   BENCH_BERTH_SUBNET, BENCH_DOCKER_SUBNET   bridge subnets (10.99.0.0/24, 10.98.0.0/24)
 # The hyperfine JSON is kept at target/bench/engine-hyperfine.json.
@@ -37,6 +38,8 @@ bin=${BIN_DIR:-target/release}
 shim=${SHIM:-target/shim/berth-shim}
 [ -x "$shim" ] || shim=$bin/berth-shim
 runs=${BENCH_RUNS:-30}
+idle_secs=${BENCH_IDLE_SECS:-12}
+[ "$idle_secs" -ge 1 ] 2>/dev/null || { echo "bench-engine: BENCH_IDLE_SECS must be a whole number >= 1" >&2; exit 1; }
 dockerd_bin=${DOCKERD:-dockerd}
 docker_bin=${DOCKER:-/usr/bin/docker}
 [ -x "$docker_bin" ] || docker_bin=$(command -v docker || echo docker)
@@ -305,8 +308,10 @@ for name in "${cmds[@]}"; do
 done
 [ -z "$(berth ps -aq)" ] || die "berth run --rm left containers: $(berth ps -a)"
 
-# --- idle RSS, fresh (image loaded, one run done, nothing running)
-sleep 1
+# --- idle RSS, fresh (image loaded, one run done, nothing running), after $idle_secs s
+# without requests: berthd unloads libnftables after 10 s idle (its firewall.libnftables
+# module says why), and an idle daemon is what this row is about.
+sleep "$idle_secs"
 berthd_fresh=$(rss_kib "$berthd_pid")
 [ -n "$docker_ok" ] && docker_fresh=$(($(rss_kib "$dockerd_pid") + $(rss_kib "$containerd_pid")))
 
@@ -317,8 +322,11 @@ hargs=()
 for name in "${cmds[@]}"; do hargs+=(--command-name "$name" "${cmd_of[$name]}"); done
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$json" "${hargs[@]}"
 
-# --- idle RSS after the runs
+# --- RSS right after the runs, and idle again
 sleep 1
+berthd_busy=$(rss_kib "$berthd_pid")
+[ -n "$docker_ok" ] && docker_busy=$(($(rss_kib "$dockerd_pid") + $(rss_kib "$containerd_pid")))
+sleep $((idle_secs - 1))
 berthd_idle=$(rss_kib "$berthd_pid")
 if [ -n "$docker_ok" ]; then
 	dockerd_idle=$(rss_kib "$dockerd_pid")
@@ -385,10 +393,12 @@ row_kib() {
 row_ms "run --rm /bin/true, bridge" berth-bridge docker-bridge "docker/berth >= 8x"
 row_ms "run --rm /bin/true, --network none" berth-none docker-none "docker/berth >= 8x"
 row_kib "daemon idle RSS, fresh" "$berthd_fresh" "${docker_fresh:-}" "berthd < 15 MB"
+row_kib "daemon RSS, 1 s after the runs" "$berthd_busy" "${docker_busy:-}" ""
 row_kib "daemon idle RSS, after the runs" "$berthd_idle" "${docker_idle:-}" "berthd < 15 MB"
 row_kib "shim RSS, one running container" "$berth_shim_kib" "${docker_shim_kib:-}" "berth-shim < 2 MB"
 row_kib "  of which anonymous (RssAnon)" "$berth_shim_anon" "${docker_shim_anon:-}" ""
 row_kib "shim PSS, ten running containers" "$berth_shim_pss" "${docker_shim_pss:-}" ""
+echo "(idle: after ${idle_secs} s without requests)"
 echo "(mean ± stddev of hyperfine -N; RSS = VmRSS: berthd vs dockerd + containerd$(
 	[ -n "$docker_ok" ] && printf ' (%s + %s after the runs)' "$(mib "$dockerd_idle")" "$(mib "$containerd_idle")"
 ), berth-shim vs ${docker_shim_name:-containerd-shim-runc-v2})"

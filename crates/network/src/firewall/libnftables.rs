@@ -22,10 +22,17 @@
 //! table, against ~18 ms for the two `nft` runs), so that crash recovery and a normal stop
 //! still read the same kernel state. When the library cannot be loaded, the driver spawns
 //! `nft` as before.
+//!
+//! The process's instance ([`LibNftables::shared`]) is unloaded after [`IDLE_UNLOAD`]
+//! without a call: the library and its dependencies (gmp, libnftnl, jansson, libxtables)
+//! and the context's ruleset cache hold ~1.5 MB of berthd's resident memory, which an idle
+//! daemon (issue 7: under 15 MB) should not keep for rule changes that come in bursts. The
+//! next call loads it again (~1 ms).
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::FirewallError;
 
@@ -85,6 +92,34 @@ pub struct LibNftables {
     api: Api,
     name: String,
     ctx: Mutex<Option<Ctx>>,
+    /// The `dlopen` handle, closed on drop (after the context is freed).
+    handle: NonNull<c_void>,
+}
+
+// SAFETY: the handle is only passed to dlclose, once, on drop; the library's functions are
+// only called with `CALLS` held.
+unsafe impl Send for LibNftables {}
+// SAFETY: as above; `&self` methods reach the library only through `CALLS` and `ctx`.
+unsafe impl Sync for LibNftables {}
+
+/// How long the process's instance stays loaded without a call.
+pub const IDLE_UNLOAD: Duration = Duration::from_secs(10);
+
+/// The process's instance, and when it was last handed out.
+enum Shared {
+    NotLoaded,
+    Loaded {
+        lib: Arc<LibNftables>,
+        used: Instant,
+    },
+    /// Tried once and failed: callers spawn `nft`.
+    Unavailable,
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared::NotLoaded);
+
+fn shared_state() -> MutexGuard<'static, Shared> {
+    SHARED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl std::fmt::Debug for LibNftables {
@@ -155,14 +190,20 @@ impl LibNftables {
         let _g = calls();
         // SAFETY: dlopen with a valid C string; the library's constructors are libc's and
         // its dependencies' (libnftnl, libmnl, jansson, gmp, libxtables), none of which
-        // touch our state. The handle is never closed: the functions live as long as we do.
+        // touch our state. The handle is closed when this value drops, and the functions
+        // below are only reached through it.
         let handle = unsafe { libc::dlopen(cname.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        if handle.is_null() {
+        let Some(handle) = NonNull::new(handle) else {
             return Err(dlerror());
-        }
+        };
+        let close = || {
+            // SAFETY: the handle just opened, not used after.
+            unsafe { libc::dlclose(handle.as_ptr()) };
+        };
+        let handle_ptr = handle.as_ptr();
         let sym = |s: &CStr| -> Result<*mut c_void, String> {
             // SAFETY: a live handle and a NUL-terminated name.
-            let p = unsafe { libc::dlsym(handle, s.as_ptr()) };
+            let p = unsafe { libc::dlsym(handle_ptr, s.as_ptr()) };
             if p.is_null() {
                 Err(format!("{}: {}", s.to_string_lossy(), dlerror()))
             } else {
@@ -171,50 +212,77 @@ impl LibNftables {
         };
         // SAFETY (each transmute): the symbol is the function of that name in
         // libnftables.h, whose signature the type alias spells out.
-        let api = unsafe {
-            Api {
-                ctx_new: std::mem::transmute::<*mut c_void, CtxNew>(sym(c"nft_ctx_new")?),
-                ctx_free: std::mem::transmute::<*mut c_void, CtxFree>(sym(c"nft_ctx_free")?),
-                buffer_output: std::mem::transmute::<*mut c_void, CtxBuffer>(sym(
-                    c"nft_ctx_buffer_output",
-                )?),
-                buffer_error: std::mem::transmute::<*mut c_void, CtxBuffer>(sym(
-                    c"nft_ctx_buffer_error",
-                )?),
-                get_output_buffer: std::mem::transmute::<*mut c_void, CtxGetBuffer>(sym(
-                    c"nft_ctx_get_output_buffer",
-                )?),
-                get_error_buffer: std::mem::transmute::<*mut c_void, CtxGetBuffer>(sym(
-                    c"nft_ctx_get_error_buffer",
-                )?),
-                output_set_flags: std::mem::transmute::<*mut c_void, CtxSetFlags>(sym(
-                    c"nft_ctx_output_set_flags",
-                )?),
-                run_cmd_from_buffer: std::mem::transmute::<*mut c_void, RunCmd>(sym(
-                    c"nft_run_cmd_from_buffer",
-                )?),
-            }
-        };
+        let api = (|| -> Result<Api, String> {
+            Ok(unsafe {
+                Api {
+                    ctx_new: std::mem::transmute::<*mut c_void, CtxNew>(sym(c"nft_ctx_new")?),
+                    ctx_free: std::mem::transmute::<*mut c_void, CtxFree>(sym(c"nft_ctx_free")?),
+                    buffer_output: std::mem::transmute::<*mut c_void, CtxBuffer>(sym(
+                        c"nft_ctx_buffer_output",
+                    )?),
+                    buffer_error: std::mem::transmute::<*mut c_void, CtxBuffer>(sym(
+                        c"nft_ctx_buffer_error",
+                    )?),
+                    get_output_buffer: std::mem::transmute::<*mut c_void, CtxGetBuffer>(sym(
+                        c"nft_ctx_get_output_buffer",
+                    )?),
+                    get_error_buffer: std::mem::transmute::<*mut c_void, CtxGetBuffer>(sym(
+                        c"nft_ctx_get_error_buffer",
+                    )?),
+                    output_set_flags: std::mem::transmute::<*mut c_void, CtxSetFlags>(sym(
+                        c"nft_ctx_output_set_flags",
+                    )?),
+                    run_cmd_from_buffer: std::mem::transmute::<*mut c_void, RunCmd>(sym(
+                        c"nft_run_cmd_from_buffer",
+                    )?),
+                }
+            })
+        })();
+        let api = api.inspect_err(|_| close())?;
         Ok(Self {
             api,
             name: name.to_string(),
             ctx: Mutex::new(None),
+            handle,
         })
     }
 
-    /// The process's library ([`DEFAULT_LIBRARY`]), loaded on first use; `None` (said once,
-    /// at debug) when it cannot be, and callers spawn `nft` instead.
+    /// The process's library ([`DEFAULT_LIBRARY`]), loaded on first use and again after it
+    /// was unloaded for idleness; `None` (said once, at debug) when it cannot be, and
+    /// callers spawn `nft` instead. Callers hold the `Arc` for one call, not longer: a held
+    /// one keeps the library loaded.
     pub fn shared() -> Option<Arc<Self>> {
-        static SHARED: OnceLock<Option<Arc<LibNftables>>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| match Self::load(DEFAULT_LIBRARY) {
-                Ok(lib) => Some(Arc::new(lib)),
-                Err(e) => {
-                    tracing::debug!("libnftables not loaded ({e}); running nft instead");
-                    None
+        let mut state = shared_state();
+        match &mut *state {
+            Shared::Loaded { lib, used } => {
+                *used = Instant::now();
+                return Some(lib.clone());
+            }
+            Shared::Unavailable => return None,
+            Shared::NotLoaded => {}
+        }
+        match Self::load(DEFAULT_LIBRARY) {
+            Ok(lib) => {
+                let lib = Arc::new(lib);
+                *state = Shared::Loaded {
+                    lib: lib.clone(),
+                    used: Instant::now(),
+                };
+                if let Err(e) = std::thread::Builder::new()
+                    .name("nft-unload".into())
+                    .spawn(unload_when_idle)
+                {
+                    // Stays loaded: only memory is lost.
+                    tracing::debug!("no thread to unload libnftables when idle: {e}");
                 }
-            })
-            .clone()
+                Some(lib)
+            }
+            Err(e) => {
+                tracing::debug!("libnftables not loaded ({e}); running nft instead");
+                *state = Shared::Unavailable;
+                None
+            }
+        }
     }
 
     fn new_ctx(&self) -> Result<Ctx, FirewallError> {
@@ -356,5 +424,54 @@ impl Drop for LibNftables {
             // SAFETY: our context, not used after.
             unsafe { (self.api.ctx_free)(c.ptr.as_ptr()) };
         }
+        // SAFETY: our handle; nothing of the library is reachable after this value.
+        unsafe { libc::dlclose(self.handle.as_ptr()) };
     }
+}
+
+/// The body of the thread [`LibNftables::shared`] starts with each load: waits until the
+/// instance has gone [`IDLE_UNLOAD`] without being handed out (and no caller holds it),
+/// then drops it, which frees the context and closes the library, and gives the freed heap
+/// back to the system. A later `shared` loads it again, with a new thread.
+fn unload_when_idle() {
+    loop {
+        let wait = {
+            let mut state = shared_state();
+            let Shared::Loaded { lib, used } = &*state else {
+                return;
+            };
+            let idle = used.elapsed();
+            if idle >= IDLE_UNLOAD && Arc::strong_count(lib) == 1 {
+                let Shared::Loaded { lib, .. } = std::mem::replace(&mut *state, Shared::NotLoaded)
+                else {
+                    return;
+                };
+                drop(state);
+                drop(lib);
+                trim_heap();
+                tracing::debug!("libnftables unloaded after {idle:?} idle");
+                return;
+            }
+            IDLE_UNLOAD
+                .saturating_sub(idle)
+                .max(Duration::from_millis(100))
+        };
+        std::thread::sleep(wait);
+    }
+}
+
+/// Returns free heap at the top of glibc's arenas to the system (what the library's
+/// context and caches used).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Whether the process's instance is loaded now (tests of the idle unload).
+#[doc(hidden)]
+pub fn shared_is_loaded() -> bool {
+    matches!(&*shared_state(), Shared::Loaded { .. })
 }

@@ -40,12 +40,9 @@ use super::{
     Owner,
 };
 
-/// libnftables when it loads, else `nft` spawned per batch.
+/// The process's libnftables, taken per call (it is unloaded while idle), else `nft`.
 fn default_backend() -> Backend {
-    match LibNftables::shared() {
-        Some(lib) => Backend::InProcess(lib),
-        None => Backend::Spawn(nft().to_string()),
-    }
+    Backend::Shared
 }
 
 /// `nft` by absolute path when it is in a standard place: the daemon may inherit a long
@@ -73,8 +70,10 @@ pub struct ListedRule {
 /// How the driver's batches reach the kernel.
 #[derive(Debug, Clone)]
 enum Backend {
-    /// libnftables in this process.
-    InProcess(Arc<LibNftables>),
+    /// [`LibNftables::shared`] when it loads, else `nft` spawned per batch.
+    Shared,
+    /// This libnftables instance (tests pin one).
+    Pinned(Arc<LibNftables>),
     /// `nft` spawned per batch, by this path.
     Spawn(String),
 }
@@ -127,7 +126,7 @@ impl NftablesDriver {
     ) -> Result<Self, FirewallError> {
         let mut driver = Self::with_table(table)?;
         driver.backend = match LibNftables::load(library) {
-            Ok(lib) => Backend::InProcess(Arc::new(lib)),
+            Ok(lib) => Backend::Pinned(Arc::new(lib)),
             Err(e) => {
                 tracing::debug!("libnftables not loaded ({e}); running {nft_binary} instead");
                 Backend::Spawn(nft_binary.to_string())
@@ -142,7 +141,24 @@ impl NftablesDriver {
 
     /// Whether rule changes go through libnftables in this process (no `nft` spawned).
     pub fn in_process(&self) -> bool {
-        matches!(self.backend, Backend::InProcess(_))
+        self.library().is_some()
+    }
+
+    /// The library for one call, if rule changes go in-process.
+    fn library(&self) -> Option<Arc<LibNftables>> {
+        match &self.backend {
+            Backend::Shared => LibNftables::shared(),
+            Backend::Pinned(lib) => Some(lib.clone()),
+            Backend::Spawn(_) => None,
+        }
+    }
+
+    /// The `nft` to spawn when there is no library.
+    fn nft_binary(&self) -> &str {
+        match &self.backend {
+            Backend::Spawn(path) => path,
+            _ => nft(),
+        }
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -151,18 +167,18 @@ impl NftablesDriver {
 
     fn apply(&self, batch: &str) -> Result<(), FirewallError> {
         tracing::debug!(table = %self.table, "nft batch:\n{batch}");
-        match &self.backend {
-            Backend::InProcess(lib) => lib.run(batch, false).map(drop),
-            Backend::Spawn(nft) => run_with_input(nft, &["-f", "-"], batch).map(drop),
+        match self.library() {
+            Some(lib) => lib.run(batch, false).map(drop),
+            None => run_with_input(self.nft_binary(), &["-f", "-"], batch).map(drop),
         }
     }
 
     /// Every rule in berth's table; empty when the table does not exist.
     pub fn list_rules(&self) -> Result<Vec<ListedRule>, FirewallError> {
         let args = ["-j", "list", "table", "inet", &self.table];
-        let listed = match &self.backend {
-            Backend::InProcess(lib) => lib.run(&args[1..].join(" "), true),
-            Backend::Spawn(nft) => run_with_input(nft, &args, ""),
+        let listed = match self.library() {
+            Some(lib) => lib.run(&args[1..].join(" "), true),
+            None => run_with_input(self.nft_binary(), &args, ""),
         };
         let out = match listed {
             Ok(out) => out,
