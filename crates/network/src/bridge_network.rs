@@ -765,9 +765,9 @@ impl BridgeNetwork {
 
     /// Removes what containers not in `live_container_ids` left behind (a daemon crash, a
     /// container that died while the daemon was down): their addresses, firewall rules and
-    /// held ports, and veths of ours on this bridge (or on none) that no live container
-    /// owns. Returns how many containers were cleaned up. Call it at daemon start, before
-    /// new containers connect.
+    /// held ports, and veths of ours on this bridge (or on none, named for this network)
+    /// that no live container owns. Returns how many containers were cleaned up. Call it at
+    /// daemon start, before new containers connect.
     ///
     /// `live_container_ids` are the containers on this network; `live_elsewhere` the host
     /// veth names of live containers' endpoints on other networks, which a masterless veth
@@ -804,13 +804,24 @@ impl BridgeNetwork {
 
         let mut nl = Netlink::new()?;
         let bridge_index = nl.link_index(&self.bridge)?;
+        // On no bridge: only veths named for this network (the last 4 digits), and those
+        // named before names had a network part. Another network's veth is briefly on no
+        // bridge while its bridge goes (a teardown, another daemon's): not ours to delete.
+        let network_part = &self.veth_name("")[2 + ID_DIGITS..];
+        let unbridged_ours = |name: &str| match name.len() {
+            15 => &name[2 + ID_DIGITS..] == network_part,
+            _ => true,
+        };
         let orphan_veths: Vec<String> = nl
             .links()?
             .into_iter()
             .filter(|l| {
                 is_veth_name(&l.name)
                     && l.is_veth == Some(true)
-                    && (l.master.is_none() || l.master == bridge_index)
+                    && match l.master {
+                        Some(master) => Some(master) == bridge_index,
+                        None => unbridged_ours(&l.name),
+                    }
                     && !live_veths.contains(&l.name)
             })
             .map(|l| l.name)

@@ -263,7 +263,11 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
         &veth_name(&id_b, "bridge"),
     ]
     .into_iter()
-    .chain([&veth_name(&id_c, "bridge"), &veth_name(&id_d, "bridge")])
+    .chain([
+        &veth_name(&id_c, "bridge"),
+        &veth_name(&id_d, "bridge"),
+        &veth_name(&id_d, "elsewhere"),
+    ])
     .map(|n| LinkGuard::new(n))
     .collect();
 
@@ -442,6 +446,11 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
         .expect("netlink")
         .create_veth(&veth_name(&id_d, "bridge"), &format!("p{tag}"), None)
         .expect("stray veth");
+    // Another network's veth, on no bridge for a moment (its bridge going away): not ours.
+    Netlink::new()
+        .expect("netlink")
+        .create_veth(&veth_name(&id_d, "elsewhere"), &format!("q{tag}"), None)
+        .expect("another network's veth");
     drop(guard.0.take());
     guard.0 = Some(open());
     let restarted = guard.0.as_ref().expect("network");
@@ -467,6 +476,14 @@ fn scenario(tag: &str, fw: &dyn Fn() -> Box<dyn FirewallDriver>, listing: &dyn F
         !common::link_exists(&veth_name(&id_d, "bridge")),
         "stray veth left"
     );
+    assert!(
+        common::link_exists(&veth_name(&id_d, "elsewhere")),
+        "another network's veth was taken for this one's orphan"
+    );
+    Netlink::new()
+        .expect("netlink")
+        .delete_link_by_name(&veth_name(&id_d, "elsewhere"))
+        .expect("delete the other network's veth");
     TcpListener::bind(("127.0.0.1", port_a2)).expect("port released by recover");
     assert!(
         common::link_exists(&veth_name(&id_b, "bridge")),
