@@ -220,6 +220,31 @@ pub struct EndpointSettings {
     #[serde(rename = "GlobalIPv6PrefixLen")]
     pub global_ipv6_prefix_len: u8,
     pub mac_address: String,
+    /// Addresses the client chose (`--ip`, `--ip6`, `--link-local-ip`); read so that berth,
+    /// which does not assign chosen addresses, can say so instead of ignoring them.
+    #[serde(rename = "IPAMConfig", skip_serializing_if = "Option::is_none")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+}
+
+/// moby `network.EndpointIPAMConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointIpamConfig {
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+    #[serde(rename = "LinkLocalIPs", deserialize_with = "null_as_default")]
+    pub link_local_ips: Vec<String>,
+}
+
+impl EndpointIpamConfig {
+    /// Whether any address was asked for (the docker CLI sends the object empty too).
+    pub fn chooses_addresses(&self) -> bool {
+        !self.ipv4_address.is_empty()
+            || !self.ipv6_address.is_empty()
+            || self.link_local_ips.iter().any(|a| !a.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

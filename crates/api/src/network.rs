@@ -50,6 +50,8 @@ pub struct NetworkConnectRequest {
 pub struct ConnectEndpoint {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig", skip_serializing_if = "Option::is_none")]
+    pub ipam_config: Option<crate::container::EndpointIpamConfig>,
 }
 
 #[cfg(test)]

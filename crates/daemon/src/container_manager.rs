@@ -795,6 +795,9 @@ impl ContainerManager {
         }
         validate_host_config(&host_config, |mode| self.networks.find(mode).is_some())?;
         check_container_mode(&requested, &host_config)?;
+        for endpoint in networking_config.endpoints_config.values() {
+            crate::network_routes::refuse_chosen_addresses(endpoint.ipam_config.as_ref())?;
+        }
         let aliases = network_aliases(&host_config, &networking_config)?;
         let mut host_config = container_spec::check_security(host_config)?;
         if let Some(target) = joined_container(&host_config.network_mode) {

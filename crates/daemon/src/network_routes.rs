@@ -337,6 +337,12 @@ async fn connect_or_disconnect(
     if request.container.is_empty() {
         return Err(ApiError::bad_request("no container was given"));
     }
+    refuse_chosen_addresses(
+        request
+            .endpoint_config
+            .as_ref()
+            .and_then(|e| e.ipam_config.as_ref()),
+    )?;
     let mut aliases = request
         .endpoint_config
         .and_then(|e| e.aliases)
@@ -355,4 +361,19 @@ async fn connect_or_disconnect(
         .set_network(&request.container, &network, connect, aliases)
         .await?;
     Ok(response::empty(StatusCode::OK))
+}
+
+/// `--ip`, `--ip6` and `--link-local-ip` (an endpoint's `IPAMConfig`), on `run`/`create` and
+/// `network connect`: berth's IPAM picks every address, and says so rather than ignoring
+/// the client's choice.
+pub(crate) fn refuse_chosen_addresses(
+    ipam: Option<&berth_api::container::EndpointIpamConfig>,
+) -> Result<(), ApiError> {
+    if ipam.is_some_and(|c| c.chooses_addresses()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "berth does not give containers chosen addresses yet (--ip, --ip6, --link-local-ip): leave them out and the network picks one",
+        ));
+    }
+    Ok(())
 }

@@ -539,3 +539,72 @@ fn connects_racing_an_exit_leave_no_address() {
     ok(&engine, &["network", "rm", "racenet"]);
     before.assert_no_leaks(&engine, &Ignore::none());
 }
+
+/// `--ip` on `run` and on `network connect`: berth picks every address itself and says so
+/// (501, one line) instead of ignoring the choice; nothing is created or connected. An
+/// empty `IPAMConfig` (what the docker CLI sends without `--ip`) is no choice.
+#[test]
+fn chosen_addresses_are_refused_and_nothing_is_made() {
+    let (engine, before) = warm_engine();
+    let subnet = own_subnet(&engine, 44, 24);
+    let wanted = subnet.replace("0/24", "50");
+    ok(
+        &engine,
+        &["network", "create", "--subnet", &subnet, "ipnet"],
+    );
+    let refusal = "berth does not give containers chosen addresses yet";
+
+    let o = engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "fixed",
+        "--network",
+        "ipnet",
+        "--ip",
+        &wanted,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(!o.status.success(), "run --ip succeeded");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains(refusal), "{stderr}");
+    assert_eq!(
+        ok(&engine, &["ps", "-aq", "-f", "name=fixed"]).trim(),
+        "",
+        "run --ip left a container"
+    );
+
+    run_on(&engine, "web", "bridge");
+    let o = engine.docker(&["network", "connect", "--ip", &wanted, "ipnet", "web"]);
+    assert!(!o.status.success(), "network connect --ip succeeded");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains(refusal), "{stderr}");
+    let r = engine.request(
+        "POST",
+        "/networks/ipnet/connect",
+        Some(&format!(
+            r#"{{"Container":"web","EndpointConfig":{{"IPAMConfig":{{"IPv4Address":"{wanted}"}}}}}}"#
+        )),
+    );
+    assert_eq!(r.status, 501, "{}", r.text());
+    assert_eq!(
+        inspect(&engine, "{{len .NetworkSettings.Networks}}", "web"),
+        "1",
+        "web was connected after all"
+    );
+    assert_eq!(address_on(&engine, "web", "eth1"), None);
+
+    let r = engine.request(
+        "POST",
+        "/networks/ipnet/connect",
+        Some(r#"{"Container":"web","EndpointConfig":{"IPAMConfig":{}}}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(address_on(&engine, "web", "eth1").is_some());
+
+    ok(&engine, &["rm", "-f", "web"]);
+    ok(&engine, &["network", "rm", "ipnet"]);
+    before.assert_no_leaks(&engine, &Ignore::none());
+}
