@@ -27,6 +27,15 @@ fn own_subnet(engine: &Engine, shift: u8, prefix: u8) -> String {
     user_subnet(engine, shift).replace("/24", &format!("/{prefix}"))
 }
 
+/// A user network `name` on its own subnet ([`own_subnet`]): (subnet, id).
+fn own_network(engine: &Engine, name: &str, shift: u8, prefix: u8) -> (String, String) {
+    let subnet = own_subnet(engine, shift, prefix);
+    let id = ok(engine, &["network", "create", "--subnet", &subnet, name])
+        .trim()
+        .to_owned();
+    (subnet, id)
+}
+
 /// The IPv4 address on `ifname` inside container `name`, as the container sees it.
 fn address_on(engine: &Engine, name: &str, ifname: &str) -> Option<String> {
     let o = engine.docker(&["exec", name, "ip", "-o", "-4", "addr", "show", ifname]);
@@ -67,14 +76,8 @@ fn run_on(engine: &Engine, name: &str, network: &str) {
 #[test]
 fn a_running_container_joins_and_leaves_a_user_network() {
     let (engine, before) = warm_engine();
-    let subnet = own_subnet(&engine, 20, 24);
+    let (subnet, net_id) = own_network(&engine, "appnet", 20, 24);
     let prefix = subnet.trim_end_matches("0/24").to_owned();
-    let net_id = ok(
-        &engine,
-        &["network", "create", "--subnet", &subnet, "appnet"],
-    )
-    .trim()
-    .to_owned();
     run_on(&engine, "member", "appnet");
     run_on(&engine, "web", "bridge");
     let bridge_ip = address_on(&engine, "web", "eth0").expect("web's eth0");
@@ -288,8 +291,7 @@ fn the_address_is_given_back_and_a_failed_connect_leaves_nothing() {
         "{}",
         String::from_utf8_lossy(&too_small.stderr)
     );
-    let subnet = own_subnet(&engine, 24, 29);
-    ok(&engine, &["network", "create", "--subnet", &subnet, "tiny"]);
+    own_network(&engine, "tiny", 24, 29);
     let fillers = ["f1", "f2", "f3", "f4"];
     for f in fillers {
         run_on(&engine, f, "tiny");
@@ -330,11 +332,7 @@ fn the_address_is_given_back_and_a_failed_connect_leaves_nothing() {
 #[test]
 fn none_mode_refuses_a_second_network_and_stays_as_it_was() {
     let (engine, before) = warm_engine();
-    let subnet = own_subnet(&engine, 28, 24);
-    ok(
-        &engine,
-        &["network", "create", "--subnet", &subnet, "appnet"],
-    );
+    let (subnet, _) = own_network(&engine, "appnet", 28, 24);
     run_on(&engine, "lonely", "none");
     ok(
         &engine,
@@ -419,12 +417,8 @@ fn none_mode_refuses_a_second_network_and_stays_as_it_was() {
 #[test]
 fn two_networks_survive_restarts_and_a_killed_daemon() {
     let (mut engine, before) = warm_engine();
-    let subnet = own_subnet(&engine, 32, 24);
+    let (subnet, _) = own_network(&engine, "appnet", 32, 24);
     let prefix = subnet.trim_end_matches("0/24").to_owned();
-    ok(
-        &engine,
-        &["network", "create", "--subnet", &subnet, "appnet"],
-    );
     run_on(&engine, "member", "appnet");
     // Stopped when connected: it joins both at start.
     ok(
@@ -492,13 +486,7 @@ fn two_networks_survive_restarts_and_a_killed_daemon() {
 #[test]
 fn connects_racing_an_exit_leave_no_address() {
     let (engine, before) = warm_engine();
-    let subnet = own_subnet(&engine, 40, 24);
-    let net_id = ok(
-        &engine,
-        &["network", "create", "--subnet", &subnet, "racenet"],
-    )
-    .trim()
-    .to_owned();
+    let (_, net_id) = own_network(&engine, "racenet", 40, 24);
     let ipam_file = ipam_file(&engine, &net_id);
     let mut connected = 0;
     for i in 0..12 {
@@ -546,12 +534,8 @@ fn connects_racing_an_exit_leave_no_address() {
 #[test]
 fn chosen_addresses_are_refused_and_nothing_is_made() {
     let (engine, before) = warm_engine();
-    let subnet = own_subnet(&engine, 44, 24);
+    let (subnet, _) = own_network(&engine, "ipnet", 44, 24);
     let wanted = subnet.replace("0/24", "50");
-    ok(
-        &engine,
-        &["network", "create", "--subnet", &subnet, "ipnet"],
-    );
     let refusal = "berth does not give containers chosen addresses yet";
 
     let o = engine.docker(&[
