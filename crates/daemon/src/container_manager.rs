@@ -1302,20 +1302,13 @@ impl ContainerManager {
                 None if mode == "bridge" => String::new(),
                 None => self.networks.find(mode).map(|n| n.id).unwrap_or_default(),
             };
-            let net = if network_id.is_empty() {
-                lock(&self.network).clone()
-            } else {
-                self.networks
-                    .find(&network_id)
-                    .and_then(|n| self.networks.bridge(&n).ok())
-            };
-            if let Some(net) = net {
+            // The namespace file goes next and the container's processes are gone, so the
+            // kernel deletes the veth pairs with the namespace, unless a joined container
+            // keeps the namespace alive: then the veths are deleted here (as dockerd
+            // removes the endpoints) and the joiner is left with `lo`.
+            let netns_goes = !self.has_running_joiners(id);
+            if let Some(net) = self.bridge_to_release(&network_id) {
                 let port_rules = record.network.as_ref().is_none_or(|n| !n.ports.is_empty());
-                // The namespace file goes next and the container's processes are gone,
-                // so the kernel deletes the veth pair with the namespace, unless a joined
-                // container keeps the namespace alive: then the veth is deleted here (as
-                // dockerd removes the endpoint) and the joiner is left with `lo`.
-                let netns_goes = !self.has_running_joiners(id);
                 if let Err(e) = net.disconnect_with(id, port_rules, netns_goes) {
                     tracing::warn!(%id, %e, "cannot disconnect from the bridge");
                 }
@@ -1333,15 +1326,7 @@ impl ContainerManager {
             others.sort_unstable();
             others.dedup();
             for key in others.into_iter().filter(|k| *k != network_id) {
-                let net = if key.is_empty() {
-                    lock(&self.network).clone()
-                } else {
-                    self.networks
-                        .find(key)
-                        .and_then(|n| self.networks.bridge(&n).ok())
-                };
-                if let Some(net) = net {
-                    let netns_goes = !self.has_running_joiners(id);
+                if let Some(net) = self.bridge_to_release(key) {
                     if let Err(e) = net.disconnect_with(id, false, netns_goes) {
                         tracing::warn!(%id, network = %key, %e, "cannot disconnect");
                     }
@@ -1353,6 +1338,19 @@ impl ContainerManager {
         }
         if let Err(e) = self.images.snapshotter.unmount(id) {
             tracing::warn!(%id, %e, "cannot unmount the rootfs");
+        }
+    }
+
+    /// The network `key` (a user network's id; empty for the default bridge) to take a
+    /// container off: the default bridge only if it was set up (a release never sets it
+    /// up), a user network's if the network still exists.
+    fn bridge_to_release(&self, key: &str) -> Option<Arc<BridgeNetwork>> {
+        if key.is_empty() {
+            lock(&self.network).clone()
+        } else {
+            self.networks
+                .find(key)
+                .and_then(|n| self.networks.bridge(&n).ok())
         }
     }
 

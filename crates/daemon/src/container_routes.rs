@@ -498,16 +498,7 @@ fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> 
     // The networks joined later: while it runs their endpoints, else what it joins at
     // start (a running container's endpoint wins over the same network's entry above).
     for x in &r.extra_networks {
-        let ep = EndpointSettings {
-            aliases: x.aliases.clone(),
-            network_id: if x.network_id.is_empty() {
-                "bridge".to_owned()
-            } else {
-                x.network_id.clone()
-            },
-            ..EndpointSettings::default()
-        };
-        all.insert(x.network_name.clone(), ep);
+        all.insert(x.network_name.clone(), joined(&x.network_id, &x.aliases));
     }
     for net in &r.extra_endpoints {
         let name = if net.network_id.is_empty() {
@@ -515,19 +506,25 @@ fn endpoint_settings(r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> 
         } else {
             net.network_name.clone()
         };
-        let mut ep = EndpointSettings {
-            aliases: net.aliases.clone(),
-            network_id: if net.network_id.is_empty() {
-                "bridge".to_owned()
-            } else {
-                net.network_id.clone()
-            },
-            ..EndpointSettings::default()
-        };
+        let mut ep = joined(&net.network_id, &net.aliases);
         fill_endpoint(&mut ep, r, net);
         all.insert(name, ep);
     }
     all
+}
+
+/// The settings of a network joined by `network connect` (`network_id` empty for the
+/// default bridge, which inspect names `bridge`), before its address is filled in.
+fn joined(network_id: &str, aliases: &[String]) -> EndpointSettings {
+    EndpointSettings {
+        aliases: aliases.to_vec(),
+        network_id: if network_id.is_empty() {
+            "bridge".to_owned()
+        } else {
+            network_id.to_owned()
+        },
+        ..EndpointSettings::default()
+    }
 }
 
 /// The address part of an endpoint's settings, from a running container's endpoint.

@@ -197,15 +197,27 @@ impl std::fmt::Debug for BridgeNetwork {
 /// networks never share a name (the teardown of one would take the other). Two containers
 /// whose ids share 36 bits would share one; `attach` refuses the second.
 pub fn veth_name(container_id: &str, network: &str) -> String {
-    let id_part = container_id
+    format!(
+        "vb{}{}",
+        veth_id_part(container_id),
+        veth_network_part(network)
+    )
+}
+
+/// The id's share of a veth name: its first [`ID_DIGITS`] hex digits.
+fn veth_id_part(container_id: &str) -> String {
+    container_id
         .get(..ID_DIGITS)
         .filter(|p| is_lower_hex(p))
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:09x}", folded(container_id, 36)));
-    format!("vb{id_part}{:04x}", folded(network, 16))
+        .unwrap_or_else(|| format!("{:09x}", folded(container_id, 36)))
 }
 
-/// The id's share of a veth name.
+/// The network's share of a veth name, its last four hex digits.
+fn veth_network_part(network: &str) -> String {
+    format!("{:04x}", folded(network, 16))
+}
+
 const ID_DIGITS: usize = 9;
 
 fn is_lower_hex(s: &str) -> bool {
@@ -237,9 +249,8 @@ pub fn legacy_veth_name(container_id: &str) -> Option<String> {
 /// Whether `name` is one of `container_id`'s veths, on whichever network: what a leak
 /// check or a cleanup that knows the id but not the networks looks for.
 pub fn is_veth_of(name: &str, container_id: &str) -> bool {
-    let prefix = 2 + ID_DIGITS;
     match name.len() {
-        15 => is_veth_name(name) && veth_name(container_id, "")[..prefix] == name[..prefix],
+        15 => is_veth_name(name) && name[2..2 + ID_DIGITS] == veth_id_part(container_id),
         _ => legacy_veth_name(container_id).as_deref() == Some(name),
     }
 }
@@ -600,8 +611,8 @@ impl BridgeNetwork {
         // (issue 6: under 5 ms), and this says where it goes.
         let t0 = std::time::Instant::now();
         let mut marks: [u128; 4] = [0; 4];
-        let ip = self.ipam.allocate(id)?;
-        marks[0] = t0.elapsed().as_micros();
+        // Refused before anything is made: a twin's veth would be deleted below as a
+        // crash leftover of this container's.
         let host_ifname = self.veth_name(id);
         if let Some(other) = self
             .ipam
@@ -609,14 +620,13 @@ impl BridgeNetwork {
             .into_keys()
             .find(|other| other != id && self.veth_name(other) == host_ifname)
         {
-            if let Err(undo) = self.ipam.release(id) {
-                tracing::warn!(container = id, "undo address {ip}: {undo}");
-            }
             return Err(BridgeNetworkError::VethNameTaken {
                 name: host_ifname,
                 other,
             });
         }
+        let ip = self.ipam.allocate(id)?;
+        marks[0] = t0.elapsed().as_micros();
         let mac = mac_for(ip);
         let link = ContainerLink {
             host_ifname: host_ifname.clone(),
@@ -807,9 +817,9 @@ impl BridgeNetwork {
         // On no bridge: only veths named for this network (the last 4 digits), and those
         // named before names had a network part. Another network's veth is briefly on no
         // bridge while its bridge goes (a teardown, another daemon's): not ours to delete.
-        let network_part = &self.veth_name("")[2 + ID_DIGITS..];
+        let network_part = veth_network_part(&self.name);
         let unbridged_ours = |name: &str| match name.len() {
-            15 => &name[2 + ID_DIGITS..] == network_part,
+            15 => name[2 + ID_DIGITS..] == network_part,
             _ => true,
         };
         let orphan_veths: Vec<String> = nl

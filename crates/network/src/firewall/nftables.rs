@@ -4,9 +4,10 @@
 //!
 //! Each operation is one batch in `nft -f -` syntax (nft applies a batch atomically); reading
 //! back uses `nft -j list table`. Both go through libnftables in-process
-//! ([`super::libnftables`], the library `nft` wraps) and fall back to spawning `nft` when
-//! the library cannot be loaded: same text, same rules, no process per container. Layout (base chains hook into the kernel; the others are
-//! reached by jumps from them):
+//! ([`super::libnftables`], the library `nft` wraps, taken per call since it is unloaded
+//! while idle) and fall back to spawning `nft` when the library cannot be loaded: same
+//! text, same rules, no process per container. Layout (base chains hook into the kernel;
+//! the others are reached by jumps from them):
 //!
 //! | chain | hook | what |
 //! |---|---|---|
@@ -39,11 +40,6 @@ use super::{
     owner_of, run_with_input, ContainerPorts, FirewallDriver, FirewallError, NetworkFirewall,
     Owner,
 };
-
-/// The process's libnftables, taken per call (it is unloaded while idle), else `nft`.
-fn default_backend() -> Backend {
-    Backend::Shared
-}
 
 /// `nft` by absolute path when it is in a standard place: the daemon may inherit a long
 /// PATH, and every rule change would otherwise search it.
@@ -98,7 +94,7 @@ impl NftablesDriver {
         Self {
             table: "berth".to_string(),
             lock: Mutex::new(()),
-            backend: default_backend(),
+            backend: Backend::Shared,
         }
     }
 
@@ -111,7 +107,7 @@ impl NftablesDriver {
         Ok(Self {
             table: table.to_string(),
             lock: Mutex::new(()),
-            backend: default_backend(),
+            backend: Backend::Shared,
         })
     }
 
